@@ -1,0 +1,20 @@
+//! `sf-processor`: the library every process of the pipeline shares.
+//!
+//! - [`model`]: the SysFlow data model (twelve record types, OID, FOID, enums);
+//! - [`codec`]: the wire codec of records in ring frames;
+//! - [`ring`]: the lock-free shared-memory ring between a producer and a consumer process
+//!   (the only module with `unsafe` code);
+//! - [`tables`]: the entity tables and the context of a record, built as the reference
+//!   `sysflowreader` does;
+//! - [`handler`]: the handler trait and the dispatch of records to it;
+//! - [`pipeline`]: the pipeline configuration (`pipeline.json`);
+//! - [`logging`]: the log format shared by all processes.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod handler;
+pub mod logging;
+pub mod model;
+pub mod pipeline;
+pub mod ring;
+pub mod tables;
