@@ -1,0 +1,361 @@
+//! The handler trait (one method per SysFlow record type) and the [`Dispatcher`] that keeps
+//! the entity tables and calls a handler with each record's [`Context`].
+//!
+//! Follows the reference `plugins.SFHandler` (`HandleHeader`, `HandleContainer`, ...,
+//! `IsEntityEnabled`, `Init`, `Cleanup`), with two differences: process flows and network
+//! events are delivered (the reference reader drops them), and a handler method's error is
+//! counted and logged with the record's sequence number, never fatal.
+
+use std::error::Error;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Container, File, FileEvent, FileFlow, K8sEvent, NetworkEvent, NetworkFlow, Pod, Process,
+    ProcessEvent, ProcessFlow, Record, RecordKind, SfHeader,
+};
+use crate::tables::{Context, EntityTables, Refs};
+
+/// What a handler method returns: an error is logged with the record's sequence number and
+/// counted; the pipeline goes on.
+pub type HandlerResult = Result<(), Box<dyn Error + Send + Sync>>;
+
+/// A handler's configuration: its block of `pipeline.json` (every key, including `handler`,
+/// `in`, `out`), after `<HANDLER>_<KEY>` environment overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HandlerConfig {
+    /// The handler's name (`handler` key of its block, e.g. `"printer"`).
+    pub name: String,
+    /// The block's attributes, as JSON values.
+    pub attributes: Map<String, Value>,
+}
+
+impl HandlerConfig {
+    /// The attribute `key` as a string, if it is one.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).and_then(Value::as_str)
+    }
+
+    /// Deserializes the whole block into the handler's own configuration type.
+    ///
+    /// # Errors
+    /// A message naming the handler and the offending key when the block does not match `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        T::deserialize(Value::Object(self.attributes.clone()))
+            .map_err(|e| format!("handler {:?}: bad configuration: {e}", self.name))
+    }
+}
+
+/// A SysFlow handler: one method per record type, all with empty defaults.
+///
+/// Entity methods (`handle_header`, `handle_container`, `handle_pod`, `handle_process`,
+/// `handle_file`) are called only when [`Handler::entities_enabled`] returns `true`; the
+/// entity tables are maintained either way, so every flow and event gets its full context.
+#[allow(unused_variables)]
+pub trait Handler {
+    /// Called once before the first record with the handler's pipeline block.
+    ///
+    /// # Errors
+    /// An error stops the handler before it reads anything (exit status 2).
+    fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Whether entity records are passed to the handler (reference: `IsEntityEnabled`).
+    fn entities_enabled(&self) -> bool {
+        false
+    }
+
+    /// A trace header (`SFHeader`); the entity tables start a new generation.
+    fn handle_header(&mut self, ctx: &Context<'_>, header: &SfHeader) -> HandlerResult {
+        Ok(())
+    }
+    /// A container entity.
+    fn handle_container(&mut self, ctx: &Context<'_>, container: &Container) -> HandlerResult {
+        Ok(())
+    }
+    /// A pod entity.
+    fn handle_pod(&mut self, ctx: &Context<'_>, pod: &Pod) -> HandlerResult {
+        Ok(())
+    }
+    /// A process entity; `ctx.process()` is the process itself.
+    fn handle_process(&mut self, ctx: &Context<'_>, process: &Process) -> HandlerResult {
+        Ok(())
+    }
+    /// A file entity; `ctx.file()` is the file itself.
+    fn handle_file(&mut self, ctx: &Context<'_>, file: &File) -> HandlerResult {
+        Ok(())
+    }
+    /// A process event.
+    fn handle_process_event(&mut self, ctx: &Context<'_>, event: &ProcessEvent) -> HandlerResult {
+        Ok(())
+    }
+    /// A process flow.
+    fn handle_process_flow(&mut self, ctx: &Context<'_>, flow: &ProcessFlow) -> HandlerResult {
+        Ok(())
+    }
+    /// A file flow.
+    fn handle_file_flow(&mut self, ctx: &Context<'_>, flow: &FileFlow) -> HandlerResult {
+        Ok(())
+    }
+    /// A file event.
+    fn handle_file_event(&mut self, ctx: &Context<'_>, event: &FileEvent) -> HandlerResult {
+        Ok(())
+    }
+    /// A network flow.
+    fn handle_network_flow(&mut self, ctx: &Context<'_>, flow: &NetworkFlow) -> HandlerResult {
+        Ok(())
+    }
+    /// A network event.
+    fn handle_network_event(&mut self, ctx: &Context<'_>, event: &NetworkEvent) -> HandlerResult {
+        Ok(())
+    }
+    /// A Kubernetes event.
+    fn handle_k8s_event(&mut self, ctx: &Context<'_>, event: &K8sEvent) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Called once on shutdown, after the last record.
+    fn cleanup(&mut self) {}
+}
+
+/// Counters of one dispatcher: records received per kind and handler errors.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DispatchStats {
+    /// Records received, indexed like [`RecordKind::ALL`].
+    pub received: [u64; 12],
+    /// Handler methods that returned an error.
+    pub handler_errors: u64,
+}
+
+impl DispatchStats {
+    /// Records received of `kind`.
+    pub fn received(&self, kind: RecordKind) -> u64 {
+        self.received[kind as usize]
+    }
+
+    /// Records received in all.
+    pub fn total(&self) -> u64 {
+        self.received.iter().sum()
+    }
+}
+
+/// Keeps the entity tables of one stream and calls a [`Handler`] with each record and its
+/// context, in stream order.
+#[derive(Debug)]
+pub struct Dispatcher<H> {
+    handler: H,
+    entities: bool,
+    tables: EntityTables,
+    stats: DispatchStats,
+}
+
+impl<H: Handler> Dispatcher<H> {
+    /// A dispatcher for an initialised handler.
+    pub fn new(handler: H) -> Self {
+        let entities = handler.entities_enabled();
+        Dispatcher {
+            handler,
+            entities,
+            tables: EntityTables::new(),
+            stats: DispatchStats::default(),
+        }
+    }
+
+    /// Updates the tables with `record` and calls the handler method for its type.
+    pub fn dispatch(&mut self, seq: u64, record: Record) {
+        self.stats.received[record.kind() as usize] += 1;
+        let refs = Refs::of(&record);
+        let h = &mut self.handler;
+        let result = match record {
+            Record::ProcessEvent(r) => h.handle_process_event(&self.tables.context(seq, refs), &r),
+            Record::ProcessFlow(r) => h.handle_process_flow(&self.tables.context(seq, refs), &r),
+            Record::FileFlow(r) => h.handle_file_flow(&self.tables.context(seq, refs), &r),
+            Record::FileEvent(r) => h.handle_file_event(&self.tables.context(seq, refs), &r),
+            Record::NetworkFlow(r) => h.handle_network_flow(&self.tables.context(seq, refs), &r),
+            Record::NetworkEvent(r) => h.handle_network_event(&self.tables.context(seq, refs), &r),
+            Record::K8sEvent(r) => h.handle_k8s_event(&self.tables.context(seq, refs), &r),
+            entity => {
+                let kind = entity.kind();
+                // Entities are stored whatever the handler wants: flows need them.
+                // (`store` only gives back flows and events, matched above.)
+                if self.tables.store(entity).is_some() {
+                    return;
+                }
+                if !self.entities {
+                    return;
+                }
+                let ctx = self.tables.context(seq, refs.clone());
+                let t = ctx.tables();
+                match kind {
+                    RecordKind::Header => t.header().map(|x| h.handle_header(&ctx, x)),
+                    RecordKind::Container => refs
+                        .container
+                        .as_deref()
+                        .and_then(|id| t.container(id))
+                        .map(|x| h.handle_container(&ctx, x)),
+                    RecordKind::Pod => refs
+                        .pod
+                        .as_deref()
+                        .and_then(|id| t.pod(id))
+                        .map(|x| h.handle_pod(&ctx, x)),
+                    RecordKind::Process => ctx.process().map(|x| h.handle_process(&ctx, x)),
+                    RecordKind::File => ctx.file().map(|x| h.handle_file(&ctx, x)),
+                    _ => None,
+                }
+                .unwrap_or(Ok(()))
+            }
+        };
+        if let Err(e) = result {
+            self.stats.handler_errors += 1;
+            log::error!("handler error on record {seq}: {e}");
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// The entity tables.
+    pub fn tables(&self) -> &EntityTables {
+        &self.tables
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &DispatchStats {
+        &self.stats
+    }
+
+    /// Calls the handler's `cleanup()` and returns it with the final counters.
+    pub fn finish(mut self) -> (H, DispatchStats) {
+        self.handler.cleanup();
+        (self.handler, self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    #[derive(Default)]
+    struct Recorder {
+        entities: bool,
+        seen: Vec<String>,
+    }
+
+    impl Handler for Recorder {
+        fn entities_enabled(&self) -> bool {
+            self.entities
+        }
+        fn handle_process(&mut self, ctx: &Context<'_>, p: &Process) -> HandlerResult {
+            self.seen.push(format!("proc {} {}", ctx.seq(), p.exe));
+            Ok(())
+        }
+        fn handle_process_event(&mut self, ctx: &Context<'_>, e: &ProcessEvent) -> HandlerResult {
+            let exe = ctx.process().map_or("?", |p| p.exe.as_str());
+            self.seen.push(format!("pe {} {exe} {}", ctx.seq(), e.tid));
+            if e.tid == 13 {
+                Err("unlucky".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn process() -> Record {
+        Record::Process(Process {
+            state: ObjectState::Created,
+            oid: Oid {
+                create_ts: 1,
+                hpid: 10,
+            },
+            poid: None,
+            ts: 1,
+            exe: "/bin/sh".into(),
+            exe_args: String::new(),
+            uid: 0,
+            user_name: String::new(),
+            gid: 0,
+            group_name: String::new(),
+            tty: false,
+            container_id: None,
+            entry: false,
+            cwd: String::new(),
+            env: vec![],
+        })
+    }
+
+    fn event(tid: i64) -> Record {
+        Record::ProcessEvent(ProcessEvent {
+            proc_oid: Oid {
+                create_ts: 1,
+                hpid: 10,
+            },
+            ts: 2,
+            tid,
+            op_flags: op_flags::EXEC,
+            args: vec![],
+            ret: 0,
+        })
+    }
+
+    #[test]
+    fn entities_are_stored_but_only_passed_when_enabled() {
+        for entities in [false, true] {
+            let mut d = Dispatcher::new(Recorder {
+                entities,
+                ..Default::default()
+            });
+            d.dispatch(1, process());
+            d.dispatch(2, event(11));
+            let mut want = vec!["pe 2 /bin/sh 11".to_string()];
+            if entities {
+                want.insert(0, "proc 1 /bin/sh".into());
+            }
+            assert_eq!(d.handler().seen, want);
+            assert_eq!(d.stats().received(RecordKind::Process), 1);
+            assert_eq!(d.stats().total(), 2);
+        }
+    }
+
+    #[test]
+    fn handler_errors_are_counted_not_fatal() {
+        let mut d = Dispatcher::new(Recorder::default());
+        d.dispatch(1, process());
+        d.dispatch(2, event(13));
+        d.dispatch(3, event(14));
+        assert_eq!(d.stats().handler_errors, 1);
+        assert_eq!(d.handler().seen.len(), 2);
+    }
+
+    #[test]
+    fn config_parse_names_the_bad_key() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Cfg {
+            handler: String,
+            limit: u32,
+        }
+        let cfg = HandlerConfig {
+            name: "stats".into(),
+            attributes: serde_json::json!({"handler": "stats", "limit": "ten"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let err = cfg.parse::<Cfg>().unwrap_err();
+        assert!(
+            err.contains("handler \"stats\"") && err.contains("invalid type: string \"ten\""),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The log format of every pipeline process, as the reference processor's logger writes it
+//! (`sf-apis/go/logger`: Go's `log` with `Ldate | Ltime | Lshortfile` and a level prefix):
+//!
+//! ```text
+//! INFO: 2026/11/30 08:30:00 printer.rs:52: ProcEvt ./server, 13823
+//! ```
+//!
+//! Trace, debug, info and warning lines go to standard output, errors to standard error, as
+//! in the reference. Lines are buffered and written whole, in writes of at most 4096 bytes
+//! (`PIPE_BUF`), so lines of several processes sharing one pipe never interleave mid-line.
+//! Call `log::logger().flush()` when idle and before exiting.
+
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// The environment variable through which the launcher passes `--log` to its children.
+pub const LOG_ENV: &str = "SF_LOG";
+
+/// Largest write that a pipe delivers atomically (`PIPE_BUF` on Linux).
+const ATOMIC_WRITE: usize = 4096;
+
+/// A `--log` level as the reference spells it: `trace|debug|info|warn|error|quiet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub LevelFilter);
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let f = match s.to_ascii_lowercase().as_str() {
+            "trace" => LevelFilter::Trace,
+            "debug" => LevelFilter::Debug,
+            "info" => LevelFilter::Info,
+            "warn" | "warning" => LevelFilter::Warn,
+            "error" => LevelFilter::Error,
+            "quiet" | "off" => LevelFilter::Off,
+            other => {
+                return Err(format!(
+                    "unknown log level {other:?}: expected one of trace, debug, info, warn, error, quiet"
+                ));
+            }
+        };
+        Ok(LogLevel(f))
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.0 {
+            LevelFilter::Off => "quiet",
+            LevelFilter::Error => "error",
+            LevelFilter::Warn => "warn",
+            LevelFilter::Info => "info",
+            LevelFilter::Debug => "debug",
+            LevelFilter::Trace => "trace",
+        };
+        f.write_str(s)
+    }
+}
+
+struct Buffers {
+    out: Vec<u8>,
+    /// Unix second of `stamp`.
+    second: u64,
+    stamp: String,
+}
+
+/// The reference-format logger. Install it with [`init`].
+struct SfLogger {
+    level: LevelFilter,
+    buffers: Mutex<Buffers>,
+}
+
+fn write_stdout(bytes: &[u8]) {
+    // One write per call: whole lines, at most ATOMIC_WRITE bytes unless a single line is
+    // longer. A closed stdout is not worth dying for; the line is lost.
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
+impl SfLogger {
+    fn stamp(b: &mut Buffers) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if now != b.second || b.stamp.is_empty() {
+            b.second = now;
+            b.stamp = jiff::Zoned::now().strftime("%Y/%m/%d %H:%M:%S").to_string();
+        }
+    }
+}
+
+impl Log for SfLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = match record.level() {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        };
+        let file = record
+            .file()
+            .map(|f| f.rsplit('/').next().unwrap_or(f))
+            .unwrap_or("?");
+        let line = record.line().unwrap_or(0);
+        let Ok(mut b) = self.buffers.lock() else {
+            return;
+        };
+        SfLogger::stamp(&mut b);
+        let text = format!("{prefix}: {} {file}:{line}: {}\n", b.stamp, record.args());
+        if record.level() == Level::Error {
+            // Keep order with what was logged before on stdout.
+            write_stdout(&b.out);
+            b.out.clear();
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            return;
+        }
+        if b.out.len() + text.len() > ATOMIC_WRITE {
+            write_stdout(&b.out);
+            b.out.clear();
+        }
+        b.out.extend_from_slice(text.as_bytes());
+    }
+
+    fn flush(&self) {
+        if let Ok(mut b) = self.buffers.lock()
+            && !b.out.is_empty()
+        {
+            write_stdout(&b.out);
+            b.out.clear();
+        }
+    }
+}
+
+/// Installs the reference-format logger at `level`; with `None`, the level comes from
+/// [`LOG_ENV`] (default `info`). Does nothing if a logger is already installed.
+pub fn init(level: Option<LogLevel>) {
+    let level = level
+        .or_else(|| std::env::var(LOG_ENV).ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(LogLevel(LevelFilter::Info));
+    let logger = SfLogger {
+        level: level.0,
+        buffers: Mutex::new(Buffers {
+            out: Vec::with_capacity(ATOMIC_WRITE),
+            second: 0,
+            stamp: String::new(),
+        }),
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(level.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_like_the_reference_flag() {
+        assert_eq!("quiet".parse::<LogLevel>().unwrap().0, LevelFilter::Off);
+        assert_eq!("TRACE".parse::<LogLevel>().unwrap().0, LevelFilter::Trace);
+        let err = "loud".parse::<LogLevel>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown log level \"loud\": expected one of trace, debug, info, warn, error, quiet"
+        );
+        assert_eq!(LogLevel(LevelFilter::Warn).to_string(), "warn");
+    }
+}

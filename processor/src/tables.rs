@@ -1,0 +1,521 @@
+//! Entity tables and the context of a record, built as the reference `sysflowreader` does
+//! (`sf-processor` `core/processor/reader.go` and `core/cache/tables.go`):
+//!
+//! - containers by `id`, pods by `id`, processes by [`Oid`], files by [`Foid`]; the last record
+//!   of an entity wins;
+//! - a header starts a new generation of the tables; lookups fall back to the previous
+//!   generation, so records of a new trace file still resolve entities written in the previous
+//!   file (the reference keeps the two last generations);
+//! - a flow or event gets its process by `procOID`, the process's container by `containerId`,
+//!   the container's pod by `podId`, its file by `fileOID` and its new file by `newFileOID`;
+//!   the ancestors follow `poid`.
+
+use std::collections::HashMap;
+
+use crate::model::{Container, File, Foid, Oid, Pod, Process, Record, SfHeader};
+
+/// One generation of entity tables.
+#[derive(Debug, Default, Clone)]
+struct Generation {
+    containers: HashMap<String, Container>,
+    pods: HashMap<String, Pod>,
+    processes: HashMap<Oid, Process>,
+    files: HashMap<Foid, File>,
+}
+
+/// Counters of references that did not resolve (a record naming an entity never seen).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MissingCounts {
+    /// `procOID` with no process.
+    pub processes: u64,
+    /// `fileOID`/`newFileOID` with no file.
+    pub files: u64,
+    /// `containerId` with no container.
+    pub containers: u64,
+    /// `podId` with no pod.
+    pub pods: u64,
+}
+
+/// The entity tables of one SysFlow stream, as a handler sees them.
+#[derive(Debug, Default, Clone)]
+pub struct EntityTables {
+    header: Option<SfHeader>,
+    current: Generation,
+    previous: Generation,
+    missing: MissingCounts,
+}
+
+/// The longest ancestor chain [`Context::ancestors`] follows; guards against `poid` cycles.
+pub const MAX_ANCESTORS: usize = 256;
+
+impl EntityTables {
+    /// Empty tables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores an entity record (header, container, pod, process, file). A header starts a new
+    /// generation.
+    ///
+    /// Gives a flow or event record back unchanged (`Some`): those are not entities.
+    pub fn store(&mut self, record: Record) -> Option<Record> {
+        match record {
+            Record::Header(h) => {
+                self.previous = std::mem::take(&mut self.current);
+                self.header = Some(h);
+            }
+            Record::Container(c) => {
+                self.current.containers.insert(c.id.clone(), c);
+            }
+            Record::Pod(p) => {
+                self.current.pods.insert(p.id.clone(), p);
+            }
+            Record::Process(p) => {
+                self.current.processes.insert(p.oid, p);
+            }
+            Record::File(f) => {
+                self.current.files.insert(f.oid, f);
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// The last header seen.
+    pub fn header(&self) -> Option<&SfHeader> {
+        self.header.as_ref()
+    }
+
+    /// The process `oid`, from this generation or the previous one.
+    pub fn process(&self, oid: &Oid) -> Option<&Process> {
+        self.current
+            .processes
+            .get(oid)
+            .or_else(|| self.previous.processes.get(oid))
+    }
+
+    /// The file `foid`, from this generation or the previous one.
+    pub fn file(&self, foid: &Foid) -> Option<&File> {
+        self.current
+            .files
+            .get(foid)
+            .or_else(|| self.previous.files.get(foid))
+    }
+
+    /// The container `id`, from this generation or the previous one.
+    pub fn container(&self, id: &str) -> Option<&Container> {
+        self.current
+            .containers
+            .get(id)
+            .or_else(|| self.previous.containers.get(id))
+    }
+
+    /// The pod `id`, from this generation or the previous one.
+    pub fn pod(&self, id: &str) -> Option<&Pod> {
+        self.current
+            .pods
+            .get(id)
+            .or_else(|| self.previous.pods.get(id))
+    }
+
+    /// Number of entities in the current generation: (containers, pods, processes, files).
+    pub fn len(&self) -> (usize, usize, usize, usize) {
+        let g = &self.current;
+        (
+            g.containers.len(),
+            g.pods.len(),
+            g.processes.len(),
+            g.files.len(),
+        )
+    }
+
+    /// Whether no entity and no header was stored yet.
+    pub fn is_empty(&self) -> bool {
+        self.header.is_none() && self.len() == (0, 0, 0, 0)
+    }
+
+    /// References that did not resolve so far.
+    pub fn missing(&self) -> MissingCounts {
+        self.missing
+    }
+
+    fn lookup_process(&mut self, oid: &Oid) -> bool {
+        let found = self.process(oid).is_some();
+        if !found {
+            self.missing.processes += 1;
+            log::debug!("no process entity for OID {oid}");
+        }
+        found
+    }
+
+    fn lookup_file(&mut self, foid: &Foid) -> bool {
+        let found = self.file(foid).is_some();
+        if !found {
+            self.missing.files += 1;
+            log::debug!("no file entity for FOID {foid}");
+        }
+        found
+    }
+
+    fn lookup_container(&mut self, id: Option<&String>) -> Option<String> {
+        let id = id?;
+        if self.container(id).is_some() {
+            Some(id.clone())
+        } else {
+            self.missing.containers += 1;
+            log::debug!("no container entity for ID {id}");
+            None
+        }
+    }
+
+    /// Resolves `refs` (counting references that do not resolve) into the [`Context`] of the
+    /// record with sequence number `seq`.
+    pub fn context(&mut self, seq: u64, refs: Refs) -> Context<'_> {
+        let mut keys = ContextKeys::default();
+        if let Some(oid) = refs.process
+            && self.lookup_process(&oid)
+        {
+            keys.process = Some(oid);
+        }
+        if let Some(foid) = refs.file
+            && self.lookup_file(&foid)
+        {
+            keys.file = Some(foid);
+        }
+        if let Some(foid) = refs.new_file
+            && self.lookup_file(&foid)
+        {
+            keys.new_file = Some(foid);
+        }
+        // The container: given (file and container entities), else the process's.
+        let container_id = match (refs.container, keys.process) {
+            (Some(id), _) => Some(id),
+            (None, Some(oid)) => self.process(&oid).and_then(|p| p.container_id.clone()),
+            (None, None) => None,
+        };
+        keys.container = self.lookup_container(container_id.as_ref());
+        let pod_id = refs.pod.or_else(|| {
+            keys.container
+                .as_deref()
+                .and_then(|id| self.container(id))
+                .and_then(|c| c.pod_id.clone())
+        });
+        if let Some(pod_id) = pod_id {
+            if self.pod(&pod_id).is_some() {
+                keys.pod = Some(pod_id);
+            } else {
+                self.missing.pods += 1;
+                log::debug!("no pod entity for ID {pod_id}");
+            }
+        }
+        Context::new(seq, self, keys)
+    }
+
+    /// The [`Context`] of `record` (which, for an entity, must already be stored).
+    pub fn context_for(&mut self, seq: u64, record: &Record) -> Context<'_> {
+        self.context(seq, Refs::of(record))
+    }
+}
+
+/// The entity references of one record, taken before the record is stored or handled:
+/// `procOID`, `fileOID`, `newFileOID`, and for entities the entity itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refs {
+    /// The process (`procOID`, or a process entity's `oid`).
+    pub process: Option<Oid>,
+    /// The file (`fileOID`, or a file entity's `oid`).
+    pub file: Option<Foid>,
+    /// The second file (`newFileOID`).
+    pub new_file: Option<Foid>,
+    /// A container given explicitly (a file entity's `containerId`, a container's `id`);
+    /// otherwise the process's container is used.
+    pub container: Option<String>,
+    /// A pod given explicitly (a pod entity's `id`); otherwise the container's pod is used.
+    pub pod: Option<String>,
+}
+
+impl Refs {
+    /// The references `record` makes.
+    pub fn of(record: &Record) -> Refs {
+        let mut r = Refs::default();
+        match record {
+            Record::Header(_) | Record::K8sEvent(_) => {}
+            Record::Container(c) => r.container = Some(c.id.clone()),
+            Record::Pod(p) => r.pod = Some(p.id.clone()),
+            Record::Process(p) => r.process = Some(p.oid),
+            Record::File(f) => {
+                r.file = Some(f.oid);
+                r.container = f.container_id.clone();
+            }
+            Record::ProcessEvent(e) => r.process = Some(e.proc_oid),
+            Record::ProcessFlow(f) => r.process = Some(f.proc_oid),
+            Record::NetworkFlow(f) => r.process = Some(f.proc_oid),
+            Record::NetworkEvent(e) => r.process = Some(e.proc_oid),
+            Record::FileFlow(f) => {
+                r.process = Some(f.proc_oid);
+                r.file = Some(f.file_oid);
+            }
+            Record::FileEvent(e) => {
+                r.process = Some(e.proc_oid);
+                r.file = Some(e.file_oid);
+                r.new_file = e.new_file_oid;
+            }
+        }
+        r
+    }
+}
+
+#[derive(Debug, Default)]
+struct ContextKeys {
+    process: Option<Oid>,
+    file: Option<Foid>,
+    new_file: Option<Foid>,
+    container: Option<String>,
+    pod: Option<String>,
+}
+
+/// The context of one record: its sequence number, the header, its process and that
+/// process's ancestors, container and pod, its file and new file. Entities a record does
+/// not reference, or that were never seen, are `None`.
+///
+/// Mirrors the reference `plugins.CtxSysFlow` (`Header`, `Process`, `PTree`, `Container`,
+/// `Pod`, `File`, `NewFile`).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    seq: u64,
+    tables: &'a EntityTables,
+    process: Option<&'a Process>,
+    container: Option<&'a Container>,
+    pod: Option<&'a Pod>,
+    file: Option<&'a File>,
+    new_file: Option<&'a File>,
+}
+
+impl<'a> Context<'a> {
+    fn new(seq: u64, tables: &'a EntityTables, keys: ContextKeys) -> Self {
+        Context {
+            seq,
+            tables,
+            process: keys.process.as_ref().and_then(|o| tables.process(o)),
+            container: keys
+                .container
+                .as_deref()
+                .and_then(|id| tables.container(id)),
+            pod: keys.pod.as_deref().and_then(|id| tables.pod(id)),
+            file: keys.file.as_ref().and_then(|f| tables.file(f)),
+            new_file: keys.new_file.as_ref().and_then(|f| tables.file(f)),
+        }
+    }
+
+    /// The record's sequence number in the stream (1 for the first record the reader
+    /// published, counting every record, entities included).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The header of the trace or collector connection the record belongs to.
+    pub fn header(&self) -> Option<&'a SfHeader> {
+        self.tables.header()
+    }
+
+    /// The record's process (by `procOID`; for a process entity, the process itself).
+    pub fn process(&self) -> Option<&'a Process> {
+        self.process
+    }
+
+    /// The parent of the record's process (by `poid`), if known.
+    pub fn parent(&self) -> Option<&'a Process> {
+        self.ancestors().next()
+    }
+
+    /// The ancestors of the record's process, parent first, following `poid` until a process
+    /// is unknown (at most [`MAX_ANCESTORS`], so a `poid` cycle cannot loop forever).
+    pub fn ancestors(&self) -> Ancestors<'a> {
+        Ancestors {
+            tables: self.tables,
+            next: self.process.and_then(|p| p.poid),
+            left: MAX_ANCESTORS,
+        }
+    }
+
+    /// The container of the record's process (or of a file entity's file).
+    pub fn container(&self) -> Option<&'a Container> {
+        self.container
+    }
+
+    /// The pod of that container (schema 4+).
+    pub fn pod(&self) -> Option<&'a Pod> {
+        self.pod
+    }
+
+    /// The record's file (by `fileOID`; for a file entity, the file itself).
+    pub fn file(&self) -> Option<&'a File> {
+        self.file
+    }
+
+    /// The second file of a file event (by `newFileOID`), e.g. a rename target.
+    pub fn new_file(&self) -> Option<&'a File> {
+        self.new_file
+    }
+
+    /// All entity tables, for lookups beyond the record's own context.
+    pub fn tables(&self) -> &'a EntityTables {
+        self.tables
+    }
+}
+
+/// Iterator over a process's ancestors, parent first. See [`Context::ancestors`].
+#[derive(Debug, Clone)]
+pub struct Ancestors<'a> {
+    tables: &'a EntityTables,
+    next: Option<Oid>,
+    left: usize,
+}
+
+impl<'a> Iterator for Ancestors<'a> {
+    type Item = &'a Process;
+
+    fn next(&mut self) -> Option<&'a Process> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let p = self.tables.process(&self.next?)?;
+        self.next = p.poid;
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn proc(hpid: i64, parent: Option<i64>, container: Option<&str>) -> Process {
+        Process {
+            state: ObjectState::Created,
+            oid: Oid {
+                create_ts: 100,
+                hpid,
+            },
+            poid: parent.map(|p| Oid {
+                create_ts: 100,
+                hpid: p,
+            }),
+            ts: 1,
+            exe: format!("/bin/p{hpid}"),
+            exe_args: String::new(),
+            uid: 0,
+            user_name: "root".into(),
+            gid: 0,
+            group_name: "root".into(),
+            tty: false,
+            container_id: container.map(str::to_owned),
+            entry: false,
+            cwd: String::new(),
+            env: vec![],
+        }
+    }
+
+    fn header() -> Record {
+        Record::Header(SfHeader {
+            version: 5,
+            exporter: "h".into(),
+            ip: "NA".into(),
+            filename: String::new(),
+        })
+    }
+
+    fn pe(hpid: i64) -> Record {
+        Record::ProcessEvent(ProcessEvent {
+            proc_oid: Oid {
+                create_ts: 100,
+                hpid,
+            },
+            ts: 2,
+            tid: hpid,
+            op_flags: op_flags::EXEC,
+            args: vec![],
+            ret: 0,
+        })
+    }
+
+    #[test]
+    fn context_follows_process_container_pod_and_ancestors() {
+        let mut t = EntityTables::new();
+        assert!(t.store(header()).is_none());
+        assert!(
+            t.store(Record::Pod(Pod {
+                ts: 0,
+                id: "pod1".into(),
+                name: "web".into(),
+                node_name: "n".into(),
+                host_ip: vec![],
+                internal_ip: vec![],
+                namespace: "default".into(),
+                restart_count: 0,
+                labels: vec![],
+                selectors: vec![],
+                services: vec![],
+            }))
+            .is_none()
+        );
+        assert!(
+            t.store(Record::Container(Container {
+                id: "c1".into(),
+                name: "c".into(),
+                image: "i".into(),
+                imageid: "ii".into(),
+                r#type: ContainerType::Docker,
+                privileged: false,
+                pod_id: Some("pod1".into()),
+            }))
+            .is_none()
+        );
+        for p in [
+            proc(1, None, None),
+            proc(2, Some(1), None),
+            proc(3, Some(2), Some("c1")),
+        ] {
+            assert!(t.store(Record::Process(p)).is_none());
+        }
+        let rec = pe(3);
+        let ctx = t.context_for(7, &rec);
+        assert_eq!(ctx.seq(), 7);
+        assert_eq!(ctx.process().unwrap().exe, "/bin/p3");
+        assert_eq!(ctx.container().unwrap().id, "c1");
+        assert_eq!(ctx.pod().unwrap().name, "web");
+        let chain: Vec<i64> = ctx.ancestors().map(|p| p.oid.hpid).collect();
+        assert_eq!(chain, vec![2, 1]);
+        assert_eq!(ctx.parent().unwrap().oid.hpid, 2);
+        assert_eq!(t.missing(), MissingCounts::default());
+    }
+
+    #[test]
+    fn unknown_process_is_counted_and_none() {
+        let mut t = EntityTables::new();
+        let rec = pe(9);
+        assert!(t.context_for(1, &rec).process().is_none());
+        assert_eq!(t.missing().processes, 1);
+    }
+
+    #[test]
+    fn previous_generation_still_resolves_after_a_header() {
+        let mut t = EntityTables::new();
+        assert!(t.store(header()).is_none());
+        assert!(t.store(Record::Process(proc(5, None, None))).is_none());
+        assert!(t.store(header()).is_none());
+        assert!(t.context_for(1, &pe(5)).process().is_some());
+        assert!(t.store(header()).is_none());
+        assert!(t.context_for(2, &pe(5)).process().is_none());
+    }
+
+    #[test]
+    fn poid_cycle_terminates() {
+        let mut t = EntityTables::new();
+        assert!(t.store(Record::Process(proc(1, Some(2), None))).is_none());
+        assert!(t.store(Record::Process(proc(2, Some(1), None))).is_none());
+        let rec = pe(1);
+        assert_eq!(t.context_for(1, &rec).ancestors().count(), MAX_ANCESTORS);
+    }
+}
