@@ -1,0 +1,1418 @@
+//! Avro decoding of SysFlow traces, every schema version, into [`Record`]s.
+//!
+//! # How a trace is decoded
+//!
+//! A SysFlow trace file is an Avro object container file whose writer schema is the record
+//! `sysflow.SysFlow { rec: union { SFHeader, Container, Process, ... } }`. The schema has changed
+//! over the years (headers 1000/1001, 2, 3, 4, 5): the union's branches come in a different order,
+//! records gained fields (`ip`, `filename`, `entry`, `cwd`, `env`, `podId`, `openFlags`, `fd`, ...),
+//! and the earliest layout calls its process events `sysflow.flow.ProcessFlow`.
+//!
+//! So nothing here depends on positions. Each file is decoded with its **own writer schema**
+//! (`apache_avro::Reader::new`), and every datum is mapped onto the current model **by name**:
+//!
+//! 1. Once per file, a [`BranchTable`] gives, for each branch of the `rec` union, the writer's
+//!    record name and the [`RecordKind`] it maps to (simple name, namespace ignored; a
+//!    `ProcessFlow` with the fields of a process event, `args` and no `endTs`, is a
+//!    [`RecordKind::ProcessEvent`]).
+//! 2. For each datum, the union index picks the branch, and one **mapping table** per record
+//!    type (the functions in the "Mapping tables" section of this file, one line per model field)
+//!    fills the model from the writer's fields by name. A line is either `f.req(NAME, CONVERT)`
+//!    (a field every version has) or `f.or(NAME, CONVERT, DEFAULT)` (a field older versions lack,
+//!    with the reference default: `ip` "NA", `filename` "", `entry` false, `podId` None, `cwd` "",
+//!    `env` [], `openFlags` 0, `fd` 0). A renamed field is one entry: `f.req(["new", "old"], ..)`;
+//!    a renamed enum symbol is one entry in `RENAMED_SYMBOLS`. Fields the model does not know are
+//!    ignored.
+//!
+//! Conversions are lenient where it costs nothing and strict where it matters:
+//! - timestamps are the raw `i64` whatever the declared logical type (`timestamp-millis` on
+//!   fields that hold nanoseconds is a known quirk of old writers): every timestamp is
+//!   nanoseconds;
+//! - an `int` field accepts an Avro `long` that fits, a `long` field accepts an `int`;
+//! - a value inside a union (`["null", T]`) is unwrapped where the model wants a plain `T`;
+//! - enums are mapped by symbol name (never by index), FOIDs must be `fixed(20)`;
+//! - `Process.exe` and `Process.exeArgs` are trimmed of surrounding white space, as the
+//!   reference reader does (`strings.TrimSpace`);
+//! - Pod `labels` and `selectors`: `apache-avro` decodes Avro maps into a `HashMap`, which loses
+//!   the writer's order, so they are **sorted by key** (deterministic output).
+//!
+//! # Errors
+//!
+//! Every [`DecodeError`] names the input (file path or socket name), and where it applies the
+//! record's 0-based index in the input, the byte offset of its Avro block, the writer's record
+//! name and the field, e.g.
+//! `k8s.sf: record 812 (FileFlow, block at byte 33670): field "fileOID": expected fixed(20), found string`.
+//! A record that cannot be mapped is reported and skipped: the records before and after it are
+//! still delivered. Damage to the Avro framing (truncated file, corrupt block) ends the file
+//! after the records before the damage ([`DecodeError::ends_stream`]). Nothing here panics on
+//! any input; as a last line of defence, a panic inside the Avro decoder is caught and reported
+//! as [`DecodeError::Panic`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File as FsFile;
+use std::io::{self, BufReader, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use apache_avro::schema::{Name, RecordSchema};
+use apache_avro::types::Value;
+use apache_avro::{Schema, error::Details};
+use sf_processor::model::{
+    Container, ContainerType, File, FileEvent, FileFlow, Foid, K8sAction, K8sComponent, K8sEvent,
+    NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Port, Process, ProcessEvent, ProcessFlow,
+    Record, RecordKind, Service, SfHeader,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// What is known about a trace once its Avro header has been read.
+#[derive(Debug, Clone)]
+pub struct TraceFile {
+    name: Arc<str>,
+    codec: String,
+    header_len: u64,
+    writer_schema: Schema,
+    branches: BranchTable,
+}
+
+impl TraceFile {
+    /// The name of the input, as given to [`open`] (the path) or [`TraceReader::new`]; every
+    /// error starts with it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Avro codec of the data blocks (`"deflate"`, `"null"`, ...), from the header's
+    /// `avro.codec` metadata (`"null"` when absent).
+    pub fn codec(&self) -> &str {
+        &self.codec
+    }
+
+    /// Length of the Avro header in bytes (the first data block starts there).
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
+    /// The writer schema embedded in the file.
+    pub fn writer_schema(&self) -> &Schema {
+        &self.writer_schema
+    }
+
+    /// The branches of the writer's `rec` union and the record kind each maps to.
+    pub fn branches(&self) -> &BranchTable {
+        &self.branches
+    }
+}
+
+/// One branch of the `rec` union of a writer's `sysflow.SysFlow` schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    /// The writer's full record name, e.g. `sysflow.flow.FileFlow` (or the Avro type for a
+    /// branch that is not a record, e.g. `string`).
+    pub name: String,
+    /// The model record type this branch maps to; `None` for a branch this reader does not know
+    /// (a datum of it is reported as [`DecodeError::UnknownBranch`]).
+    pub kind: Option<RecordKind>,
+}
+
+impl Branch {
+    /// The record name without its namespace (`FileFlow`), as errors print it.
+    pub fn simple_name(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
+}
+
+/// The branches of the `rec` union of one writer schema, in union order: maps the union index
+/// of a datum to the record type to decode. Built once per file (or per socket connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchTable {
+    branches: Vec<Branch>,
+}
+
+impl BranchTable {
+    /// Builds the table from a writer schema, which must be the record `sysflow.SysFlow` with a
+    /// field `rec` that is a union. On error, says why the schema is not a SysFlow schema.
+    pub fn from_schema(schema: &Schema) -> Result<Self, String> {
+        let Schema::Record(top) = schema else {
+            return Err(format!(
+                "the writer schema is {}, not the record sysflow.SysFlow",
+                schema_kind(schema)
+            ));
+        };
+        let namespace_ok = top
+            .name
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == "sysflow");
+        if top.name.name != "SysFlow" || !namespace_ok {
+            return Err(format!(
+                "the writer schema is the record {}, not sysflow.SysFlow",
+                top.name.fullname(None)
+            ));
+        }
+        let Some(rec) = top.fields.iter().find(|f| f.name == "rec") else {
+            return Err("the record sysflow.SysFlow has no field `rec`".to_owned());
+        };
+        let Schema::Union(union) = &rec.schema else {
+            return Err(format!(
+                "field `rec` of sysflow.SysFlow is {}, not a union",
+                schema_kind(&rec.schema)
+            ));
+        };
+        let mut definitions = HashMap::new();
+        collect_records(schema, &mut definitions);
+        let branches = union
+            .variants()
+            .iter()
+            .map(|variant| match variant {
+                Schema::Record(record) => classify(&record.name, Some(record)),
+                Schema::Ref { name } => {
+                    classify(name, definitions.get(&name.fullname(None)).copied())
+                }
+                other => Branch {
+                    name: schema_kind(other),
+                    kind: None,
+                },
+            })
+            .collect();
+        Ok(BranchTable { branches })
+    }
+
+    /// The branch at a union index.
+    pub fn get(&self, index: u32) -> Option<&Branch> {
+        self.branches.get(usize::try_from(index).ok()?)
+    }
+
+    /// Every branch, in union order.
+    pub fn branches(&self) -> &[Branch] {
+        &self.branches
+    }
+}
+
+/// Opens `path` and reads its Avro header + writer schema.
+///
+/// Errors name the path: the file cannot be opened, is empty, is not an Avro object container
+/// file, or is an Avro file whose schema is not `sysflow.SysFlow`.
+pub fn open(path: &Path) -> Result<TraceReader<BufReader<FsFile>>, DecodeError> {
+    let name = path.display().to_string();
+    let file = FsFile::open(path).map_err(|source| DecodeError::Open {
+        file: name.clone(),
+        source,
+    })?;
+    TraceReader::new(BufReader::new(file), name)
+}
+
+/// Iterates over the records of one SysFlow Avro object container file (or stream).
+///
+/// Yields `Ok(record)` per datum, in file order. A datum that cannot be mapped yields an `Err`
+/// and the iteration goes on with the next datum; an error in the Avro framing (truncated file,
+/// corrupt block: [`DecodeError::ends_stream`]) is yielded once, after every record before the
+/// damage, and the iterator returns `None` from then on.
+pub struct TraceReader<R: Read> {
+    file: TraceFile,
+    avro: apache_avro::Reader<'static, Counting<R>>,
+    counter: Arc<Counter>,
+    /// Index of the next datum.
+    next_record: u64,
+    /// Byte offset of the Avro block the last datum came from.
+    block_offset: u64,
+    done: bool,
+}
+
+impl<R: Read> fmt::Debug for TraceReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceReader")
+            .field("file", &self.file.name)
+            .field("codec", &self.file.codec)
+            .field("next_record", &self.next_record)
+            .field("bytes_read", &self.bytes_read())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> TraceReader<R> {
+    /// Reads the Avro header and writer schema from `source`; `name` (a path, a socket name)
+    /// is what errors will call this input.
+    pub fn new(source: R, name: String) -> Result<Self, DecodeError> {
+        let counter = Arc::new(Counter::default());
+        counter.capturing.store(true, Ordering::Relaxed);
+        let counting = Counting {
+            inner: source,
+            counter: Arc::clone(&counter),
+        };
+        let opened = catch_unwind(AssertUnwindSafe(|| apache_avro::Reader::new(counting)));
+        counter.capturing.store(false, Ordering::Relaxed);
+        let header = std::mem::take(
+            &mut *counter
+                .header
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let header_len = counter.position();
+        let avro = match opened {
+            Ok(Ok(avro)) => avro,
+            Ok(Err(source)) => return Err(header_error(name, header_len, source)),
+            Err(panic) => {
+                return Err(DecodeError::Panic {
+                    at: Position {
+                        source: name.into(),
+                        record: 0,
+                        block_offset: None,
+                    },
+                    message: panic_message(panic.as_ref()),
+                });
+            }
+        };
+        let branches = BranchTable::from_schema(avro.writer_schema()).map_err(|reason| {
+            DecodeError::NotSysFlow {
+                file: name.clone(),
+                reason,
+            }
+        })?;
+        let file = TraceFile {
+            codec: codec_of_header(&header),
+            header_len,
+            writer_schema: avro.writer_schema().clone(),
+            branches,
+            name: name.into(),
+        };
+        Ok(TraceReader {
+            file,
+            avro,
+            counter,
+            next_record: 0,
+            block_offset: header_len,
+            done: false,
+        })
+    }
+
+    /// The trace: name, codec, writer schema, branch table.
+    pub fn file(&self) -> &TraceFile {
+        &self.file
+    }
+
+    /// Number of datums read so far (mapped or not), which is also the index of the next one.
+    pub fn records_read(&self) -> u64 {
+        self.next_record
+    }
+
+    /// Number of bytes consumed from the source so far (header included).
+    pub fn bytes_read(&self) -> u64 {
+        self.counter.position()
+    }
+
+    fn position_of(&self, record: u64) -> Position {
+        Position {
+            source: Arc::clone(&self.file.name),
+            record,
+            block_offset: Some(self.block_offset),
+        }
+    }
+}
+
+impl<R: Read> Iterator for TraceReader<R> {
+    type Item = Result<Record, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let before = self.counter.position();
+        let item = catch_unwind(AssertUnwindSafe(|| self.avro.next()));
+        let after = self.counter.position();
+        if after != before {
+            // The Avro reader only reads from the source to load the next block.
+            self.block_offset = before;
+        }
+        let record = self.next_record;
+        match item {
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Ok(Some(Ok(value))) => {
+                self.next_record += 1;
+                Some(
+                    datum_to_record(value, &self.file.branches)
+                        .map_err(|e| e.at(self.position_of(record))),
+                )
+            }
+            Ok(Some(Err(source))) => {
+                self.done = true;
+                Some(Err(DecodeError::Avro {
+                    at: self.position_of(record),
+                    offset: after,
+                    source,
+                }))
+            }
+            Err(panic) => {
+                self.done = true;
+                Some(Err(DecodeError::Panic {
+                    at: self.position_of(record),
+                    message: panic_message(panic.as_ref()),
+                }))
+            }
+        }
+    }
+}
+
+/// Converts one datum (a `sysflow.SysFlow` Value) given the branch table — usable later by a
+/// socket driver that receives one Avro datum per message.
+///
+/// `source` and `record` (the datum's 0-based index in its input) only serve to name the datum
+/// in errors.
+pub fn record_from_value(
+    value: Value,
+    branches: &BranchTable,
+    source: &str,
+    record: u64,
+) -> Result<Record, DecodeError> {
+    datum_to_record(value, branches).map_err(|e| {
+        e.at(Position {
+            source: source.into(),
+            record,
+            block_offset: None,
+        })
+    })
+}
+
+/// Where a datum is: its input, its index and, for files, its Avro block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The input's name (file path or socket name).
+    pub source: Arc<str>,
+    /// 0-based index of the datum in the input.
+    pub record: u64,
+    /// Byte offset of the Avro block the datum is in (files only).
+    pub block_offset: Option<u64>,
+}
+
+impl Position {
+    /// `" (FileFlow, block at byte 42)"`, `" (FileFlow)"`, `" (block at byte 42)"` or `""`.
+    fn note(&self, record_type: Option<&str>) -> String {
+        match (record_type, self.block_offset) {
+            (Some(t), Some(offset)) => format!(" ({t}, block at byte {offset})"),
+            (Some(t), None) => format!(" ({t})"),
+            (None, Some(offset)) => format!(" (block at byte {offset})"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: record {}{}",
+            self.source,
+            self.record,
+            self.note(None)
+        )
+    }
+}
+
+/// What is wrong with one field of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldProblem {
+    /// The writer's record lacks a field that every SysFlow version has.
+    Missing,
+    /// The value has another Avro type than the model needs.
+    WrongType {
+        /// The type the model needs, e.g. `fixed(20)`.
+        expected: &'static str,
+        /// The type found, e.g. `string`.
+        found: String,
+    },
+    /// An enum symbol the model does not know.
+    UnknownSymbol {
+        /// The schema's enum name, e.g. `ContainerType`.
+        enum_name: &'static str,
+        /// The symbol found.
+        symbol: String,
+    },
+    /// A number that does not fit the model's type.
+    OutOfRange {
+        /// The model's type, e.g. `int`.
+        expected: &'static str,
+        /// The value found.
+        value: i64,
+    },
+}
+
+impl fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldProblem::Missing => f.write_str("missing from the writer's record"),
+            FieldProblem::WrongType { expected, found } => {
+                write!(f, "expected {expected}, found {found}")
+            }
+            FieldProblem::UnknownSymbol { enum_name, symbol } => {
+                write!(f, "unknown {enum_name} symbol {symbol:?}")
+            }
+            FieldProblem::OutOfRange { expected, value } => {
+                write!(f, "{value} does not fit in {expected}")
+            }
+        }
+    }
+}
+
+/// An error decoding a SysFlow input. Every variant names the input; see
+/// [`DecodeError::ends_stream`] for which ones end it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The file cannot be opened.
+    #[error("{file}: cannot open: {source}")]
+    Open {
+        /// The path.
+        file: String,
+        /// The system error.
+        source: io::Error,
+    },
+    /// The input is empty.
+    #[error("{file}: empty file (not an Avro object container file)")]
+    Empty {
+        /// The input's name.
+        file: String,
+    },
+    /// The input does not start with the Avro magic `Obj\x01`.
+    #[error("{file}: not an Avro object container file (wrong magic, expected \"Obj\\x01\")")]
+    BadMagic {
+        /// The input's name.
+        file: String,
+    },
+    /// The Avro header is truncated or malformed.
+    #[error("{file}: bad Avro header (stopped at byte {offset}): {source}")]
+    Header {
+        /// The input's name.
+        file: String,
+        /// Bytes read when the error occurred.
+        offset: u64,
+        /// The Avro error.
+        source: apache_avro::Error,
+    },
+    /// A valid Avro file whose writer schema is not `sysflow.SysFlow` with a `rec` union.
+    #[error("{file}: not a SysFlow trace: {reason}")]
+    NotSysFlow {
+        /// The input's name.
+        file: String,
+        /// What is wrong with the schema.
+        reason: String,
+    },
+    /// The Avro data is truncated or corrupt (block framing, compression or datum encoding).
+    /// Ends the input.
+    #[error("{at}: truncated or corrupt Avro data (stopped at byte {offset}): {source}")]
+    Avro {
+        /// The datum that could not be read (its index is the number of datums read before).
+        at: Position,
+        /// Bytes read when the error occurred.
+        offset: u64,
+        /// The Avro error.
+        source: apache_avro::Error,
+    },
+    /// The Avro decoder panicked on this input (a bug in it); the panic was caught. Ends the
+    /// input.
+    #[error("{at}: the Avro decoder panicked: {message}")]
+    Panic {
+        /// Where.
+        at: Position,
+        /// The panic message.
+        message: String,
+    },
+    /// The datum is of a union branch that is not a SysFlow record type this reader knows.
+    #[error(
+        "{}: record {}{}: unknown record type {name} (branch {index} of the rec union)",
+        .at.source, .at.record, .at.note(None)
+    )]
+    UnknownBranch {
+        /// Where.
+        at: Position,
+        /// The union index.
+        index: u32,
+        /// The writer's name of the branch.
+        name: String,
+    },
+    /// The datum is not a `sysflow.SysFlow` record (possible only with [`record_from_value`]
+    /// given a value of another schema).
+    #[error("{at}: not a sysflow.SysFlow datum: {reason}")]
+    Datum {
+        /// Where.
+        at: Position,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field of the record cannot be mapped onto the model.
+    #[error(
+        "{}: record {}{}: field \"{field}\": {problem}",
+        .at.source, .at.record, .at.note(Some(record_type))
+    )]
+    Field {
+        /// Where.
+        at: Position,
+        /// The writer's record name, without namespace (`FileFlow`).
+        record_type: Arc<str>,
+        /// The field, with its path inside nested records and arrays
+        /// (`procOID.createTS`, `services[0].portList[1].port`).
+        field: Arc<str>,
+        /// What is wrong.
+        problem: FieldProblem,
+    },
+}
+
+impl DecodeError {
+    /// Whether the input cannot be read any further after this error (it could not be opened,
+    /// is not a SysFlow Avro file, or its Avro data is damaged). The other errors concern one
+    /// record, which is skipped; the iteration goes on.
+    pub fn ends_stream(&self) -> bool {
+        !matches!(
+            self,
+            DecodeError::UnknownBranch { .. }
+                | DecodeError::Datum { .. }
+                | DecodeError::Field { .. }
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header and schema
+// ---------------------------------------------------------------------------------------------
+
+/// Counts (and, while the header is read, keeps) the bytes the Avro reader consumes.
+#[derive(Debug, Default)]
+struct Counter {
+    position: AtomicU64,
+    capturing: AtomicBool,
+    header: Mutex<Vec<u8>>,
+}
+
+impl Counter {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: Arc<Counter>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.position.fetch_add(n as u64, Ordering::Relaxed);
+        if self.counter.capturing.load(Ordering::Relaxed) {
+            let mut header = self
+                .counter
+                .header
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            header.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+        Ok(n)
+    }
+}
+
+fn header_error(file: String, offset: u64, source: apache_avro::Error) -> DecodeError {
+    match source.details() {
+        Details::ReadHeader(e) if offset == 0 && e.kind() == io::ErrorKind::UnexpectedEof => {
+            DecodeError::Empty { file }
+        }
+        Details::HeaderMagic => DecodeError::BadMagic { file },
+        _ => DecodeError::Header {
+            file,
+            offset,
+            source,
+        },
+    }
+}
+
+/// The `avro.codec` of a header (magic, metadata map, sync marker), `"null"` when absent.
+fn codec_of_header(header: &[u8]) -> String {
+    let mut metadata = header.get(4..).unwrap_or_default();
+    let map = apache_avro::from_avro_datum(&Schema::map(Schema::Bytes), &mut metadata, None);
+    if let Ok(Value::Map(map)) = map
+        && let Some(Value::Bytes(codec)) = map.get("avro.codec")
+    {
+        return String::from_utf8_lossy(codec).into_owned();
+    }
+    "null".to_owned()
+}
+
+fn collect_records<'s>(schema: &'s Schema, out: &mut HashMap<String, &'s RecordSchema>) {
+    match schema {
+        Schema::Record(record) => {
+            out.insert(record.name.fullname(None), record);
+            for field in &record.fields {
+                collect_records(&field.schema, out);
+            }
+        }
+        Schema::Array(array) => collect_records(&array.items, out),
+        Schema::Map(map) => collect_records(&map.types, out),
+        Schema::Union(union) => {
+            for variant in union.variants() {
+                collect_records(variant, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The record kind of a union branch, by the writer's record name (namespace ignored: the
+/// names are [`RecordKind::name`]s), with the one layout quirk known: the earliest writers
+/// (header 1000) name their process events `sysflow.flow.ProcessFlow` (fields `args`, `ret`,
+/// no `endTs`).
+fn classify(name: &Name, definition: Option<&RecordSchema>) -> Branch {
+    let has = |field: &str| definition.is_some_and(|r| r.fields.iter().any(|f| f.name == field));
+    let kind = match RecordKind::from_name(&name.name) {
+        Some(RecordKind::ProcessFlow) if has("args") && !has("endTs") => {
+            Some(RecordKind::ProcessEvent)
+        }
+        kind => kind,
+    };
+    Branch {
+        name: name.fullname(None),
+        kind,
+    }
+}
+
+fn schema_kind(schema: &Schema) -> String {
+    match schema {
+        Schema::Record(r) => format!("record {}", r.name.fullname(None)),
+        Schema::Enum(e) => format!("enum {}", e.name.fullname(None)),
+        Schema::Fixed(f) => format!("fixed {}", f.name.fullname(None)),
+        Schema::Ref { name } => name.fullname(None),
+        Schema::Array(_) => "array".to_owned(),
+        Schema::Map(_) => "map".to_owned(),
+        Schema::Union(_) => "union".to_owned(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datum -> Record
+// ---------------------------------------------------------------------------------------------
+
+/// A datum error before it knows where it is.
+enum DatumError {
+    UnknownBranch { index: u32, name: String },
+    Datum(String),
+    Field { record_type: Arc<str>, bad: Bad },
+}
+
+impl DatumError {
+    fn at(self, at: Position) -> DecodeError {
+        match self {
+            DatumError::UnknownBranch { index, name } => {
+                DecodeError::UnknownBranch { at, index, name }
+            }
+            DatumError::Datum(reason) => DecodeError::Datum { at, reason },
+            DatumError::Field { record_type, bad } => DecodeError::Field {
+                at,
+                record_type,
+                field: bad.path.into(),
+                problem: bad.problem,
+            },
+        }
+    }
+}
+
+fn datum_to_record(value: Value, branches: &BranchTable) -> Result<Record, DatumError> {
+    let Value::Record(fields) = value else {
+        return Err(DatumError::Datum(format!(
+            "expected a record, found {}",
+            describe(&value)
+        )));
+    };
+    let Some((_, rec)) = fields.into_iter().find(|(name, _)| name == "rec") else {
+        return Err(DatumError::Datum(
+            "the record has no field `rec`".to_owned(),
+        ));
+    };
+    let Value::Union(index, inner) = rec else {
+        return Err(DatumError::Datum(format!(
+            "field `rec` is not a union but {}",
+            describe(&rec)
+        )));
+    };
+    let Some(branch) = branches.get(index) else {
+        return Err(DatumError::Datum(format!(
+            "union index {index} out of range ({} branches in the schema)",
+            branches.branches.len()
+        )));
+    };
+    let Some(kind) = branch.kind else {
+        return Err(DatumError::UnknownBranch {
+            index,
+            name: branch.name.clone(),
+        });
+    };
+    let field_error = |bad: Bad| DatumError::Field {
+        record_type: branch.simple_name().into(),
+        bad,
+    };
+    let Value::Record(fields) = *inner else {
+        return Err(field_error(Bad::new(FieldProblem::WrongType {
+            expected: "record",
+            found: describe(&inner),
+        })));
+    };
+    let mut f = Fields::new(fields);
+    let record = match kind {
+        RecordKind::Header => header(&mut f).map(Record::Header),
+        RecordKind::Container => container(&mut f).map(Record::Container),
+        RecordKind::Pod => pod(&mut f).map(Record::Pod),
+        RecordKind::Process => process(&mut f).map(Record::Process),
+        RecordKind::File => file(&mut f).map(Record::File),
+        RecordKind::ProcessEvent => process_event(&mut f).map(Record::ProcessEvent),
+        RecordKind::ProcessFlow => process_flow(&mut f).map(Record::ProcessFlow),
+        RecordKind::FileFlow => file_flow(&mut f).map(Record::FileFlow),
+        RecordKind::FileEvent => file_event(&mut f).map(Record::FileEvent),
+        RecordKind::NetworkFlow => network_flow(&mut f).map(Record::NetworkFlow),
+        RecordKind::NetworkEvent => network_event(&mut f).map(Record::NetworkEvent),
+        RecordKind::K8sEvent => k8s_event(&mut f).map(Record::K8sEvent),
+    };
+    record.map_err(field_error)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping tables: one per record type, one line per model field.
+//   f.req(AVRO_NAME, CONVERT)          a field every schema version has;
+//   f.or(AVRO_NAME, CONVERT, DEFAULT)  a field older versions lack, with the reference default.
+// A renamed field: f.req(["newName", "oldName"], CONVERT).
+// ---------------------------------------------------------------------------------------------
+
+/// `sysflow.entity.SFHeader`.
+fn header(f: &mut Fields) -> Conv<SfHeader> {
+    Ok(SfHeader {
+        version: f.req("version", long)?,
+        exporter: f.req("exporter", string)?,
+        ip: f.or("ip", string, "NA".to_owned())?, // schema 2+
+        filename: f.or("filename", string, String::new())?, // schema 3+
+    })
+}
+
+/// `sysflow.entity.Container`.
+fn container(f: &mut Fields) -> Conv<Container> {
+    Ok(Container {
+        id: f.req("id", string)?,
+        name: f.req("name", string)?,
+        image: f.req("image", string)?,
+        imageid: f.req("imageid", string)?,
+        r#type: f.req("type", symbol::<ContainerType>)?,
+        privileged: f.req("privileged", boolean)?,
+        pod_id: f.or("podId", nullable(string), None)?, // schema 4+
+    })
+}
+
+/// `sysflow.entity.Pod` (schema 4+).
+fn pod(f: &mut Fields) -> Conv<Pod> {
+    Ok(Pod {
+        ts: f.req("ts", timestamp)?,
+        id: f.req("id", string)?,
+        name: f.req("name", string)?,
+        node_name: f.req("nodeName", string)?,
+        host_ip: f.req("hostIP", array(long))?,
+        internal_ip: f.req("internalIP", array(long))?,
+        namespace: f.req("namespace", string)?,
+        restart_count: f.req("restartCount", long)?,
+        labels: f.req("labels", string_map)?,
+        selectors: f.req("selectors", string_map)?,
+        services: f.req("services", array(record(service)))?,
+    })
+}
+
+/// `sysflow.entity.Service`, inside a Pod.
+fn service(f: &mut Fields) -> Conv<Service> {
+    Ok(Service {
+        name: f.req("name", string)?,
+        id: f.req("id", string)?,
+        namespace: f.req("namespace", string)?,
+        port_list: f.req("portList", array(record(port)))?,
+        cluster_ip: f.req("clusterIP", array(long))?,
+    })
+}
+
+/// `sysflow.entity.Port`, inside a Service.
+fn port(f: &mut Fields) -> Conv<Port> {
+    Ok(Port {
+        port: f.req("port", int)?,
+        target_port: f.req("targetPort", int)?,
+        node_port: f.req("nodePort", int)?,
+        proto: f.req("proto", string)?,
+    })
+}
+
+/// `sysflow.entity.Process`.
+fn process(f: &mut Fields) -> Conv<Process> {
+    Ok(Process {
+        state: f.req("state", symbol::<ObjectState>)?,
+        oid: f.req("oid", record(oid))?,
+        poid: f.req("poid", nullable(record(oid)))?,
+        ts: f.req("ts", timestamp)?,
+        exe: f.req("exe", trimmed_string)?,
+        exe_args: f.req("exeArgs", trimmed_string)?,
+        uid: f.req("uid", int)?,
+        user_name: f.req("userName", string)?,
+        gid: f.req("gid", int)?,
+        group_name: f.req("groupName", string)?,
+        tty: f.req("tty", boolean)?,
+        container_id: f.req("containerId", nullable(string))?,
+        entry: f.or("entry", boolean, false)?,    // schema 2+
+        cwd: f.or("cwd", string, String::new())?, // schema 5
+        env: f.or("env", array(string), Vec::new())?, // schema 5
+    })
+}
+
+/// `sysflow.type.OID`.
+fn oid(f: &mut Fields) -> Conv<Oid> {
+    Ok(Oid {
+        create_ts: f.req("createTS", timestamp)?,
+        hpid: f.req("hpid", long)?,
+    })
+}
+
+/// `sysflow.entity.File`.
+fn file(f: &mut Fields) -> Conv<File> {
+    Ok(File {
+        state: f.req("state", symbol::<ObjectState>)?,
+        oid: f.req("oid", foid)?,
+        ts: f.req("ts", timestamp)?,
+        restype: f.req("restype", int)?,
+        path: f.req("path", string)?,
+        container_id: f.req("containerId", nullable(string))?,
+    })
+}
+
+/// `sysflow.event.ProcessEvent`, and the earliest layout's `sysflow.flow.ProcessFlow` that has
+/// the same fields.
+fn process_event(f: &mut Fields) -> Conv<ProcessEvent> {
+    Ok(ProcessEvent {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        tid: f.req("tid", long)?,
+        op_flags: f.req("opFlags", int)?,
+        args: f.req("args", array(string))?,
+        ret: f.req("ret", int)?,
+    })
+}
+
+/// `sysflow.flow.ProcessFlow` (schema 2+).
+fn process_flow(f: &mut Fields) -> Conv<ProcessFlow> {
+    Ok(ProcessFlow {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        num_threads_cloned: f.req("numThreadsCloned", long)?,
+        op_flags: f.req("opFlags", int)?,
+        end_ts: f.req("endTs", timestamp)?,
+        num_threads_exited: f.req("numThreadsExited", long)?,
+        num_clone_errors: f.req("numCloneErrors", long)?,
+    })
+}
+
+/// `sysflow.flow.FileFlow`.
+fn file_flow(f: &mut Fields) -> Conv<FileFlow> {
+    Ok(FileFlow {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        tid: f.req("tid", long)?,
+        op_flags: f.req("opFlags", int)?,
+        open_flags: f.or("openFlags", int, 0)?, // not in the earliest layout
+        end_ts: f.req("endTs", timestamp)?,
+        file_oid: f.req("fileOID", foid)?,
+        fd: f.req("fd", int)?,
+        num_r_recv_ops: f.req("numRRecvOps", long)?,
+        num_w_send_ops: f.req("numWSendOps", long)?,
+        num_r_recv_bytes: f.req("numRRecvBytes", long)?,
+        num_w_send_bytes: f.req("numWSendBytes", long)?,
+    })
+}
+
+/// `sysflow.event.FileEvent`.
+fn file_event(f: &mut Fields) -> Conv<FileEvent> {
+    Ok(FileEvent {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        tid: f.req("tid", long)?,
+        op_flags: f.req("opFlags", int)?,
+        file_oid: f.req("fileOID", foid)?,
+        ret: f.req("ret", int)?,
+        new_file_oid: f.or("newFileOID", nullable(foid), None)?,
+    })
+}
+
+/// `sysflow.flow.NetworkFlow`.
+fn network_flow(f: &mut Fields) -> Conv<NetworkFlow> {
+    Ok(NetworkFlow {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        tid: f.req("tid", long)?,
+        op_flags: f.req("opFlags", int)?,
+        end_ts: f.req("endTs", timestamp)?,
+        sip: f.req("sip", int)?,
+        sport: f.req("sport", int)?,
+        dip: f.req("dip", int)?,
+        dport: f.req("dport", int)?,
+        proto: f.req("proto", int)?,
+        fd: f.or("fd", int, 0)?, // not in the earliest layout
+        num_r_recv_ops: f.req("numRRecvOps", long)?,
+        num_w_send_ops: f.req("numWSendOps", long)?,
+        num_r_recv_bytes: f.req("numRRecvBytes", long)?,
+        num_w_send_bytes: f.req("numWSendBytes", long)?,
+    })
+}
+
+/// `sysflow.event.NetworkEvent`.
+fn network_event(f: &mut Fields) -> Conv<NetworkEvent> {
+    Ok(NetworkEvent {
+        proc_oid: f.req("procOID", record(oid))?,
+        ts: f.req("ts", timestamp)?,
+        tid: f.req("tid", long)?,
+        op_flags: f.req("opFlags", int)?,
+        sip: f.req("sip", int)?,
+        sport: f.req("sport", int)?,
+        dip: f.req("dip", int)?,
+        dport: f.req("dport", int)?,
+        proto: f.req("proto", int)?,
+        ret: f.req("ret", int)?,
+    })
+}
+
+/// `sysflow.event.K8sEvent` (schema 4+).
+fn k8s_event(f: &mut Fields) -> Conv<K8sEvent> {
+    Ok(K8sEvent {
+        kind: f.req("kind", symbol::<K8sComponent>)?,
+        action: f.req("action", symbol::<K8sAction>)?,
+        ts: f.req("ts", timestamp)?,
+        message: f.req("message", string)?,
+    })
+}
+
+/// Enum symbols renamed between schema versions: (symbol in an older writer, symbol in the
+/// model). Consulted only when the model does not know a symbol.
+const RENAMED_SYMBOLS: &[(&str, &str)] = &[];
+
+// ---------------------------------------------------------------------------------------------
+// Field access and value conversions
+// ---------------------------------------------------------------------------------------------
+
+/// A conversion failure, with the path of the field inside the record.
+#[derive(Debug)]
+struct Bad {
+    path: String,
+    problem: FieldProblem,
+}
+
+impl Bad {
+    fn new(problem: FieldProblem) -> Self {
+        Bad {
+            path: String::new(),
+            problem,
+        }
+    }
+
+    fn wrong(expected: &'static str, found: &Value) -> Self {
+        Bad::new(FieldProblem::WrongType {
+            expected,
+            found: describe(found),
+        })
+    }
+
+    /// Prefixes the path with a field name.
+    fn in_field(mut self, field: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            field.to_owned()
+        } else if self.path.starts_with('[') {
+            format!("{field}{}", self.path)
+        } else {
+            format!("{field}.{}", self.path)
+        };
+        self
+    }
+
+    /// Prefixes the path with an array index.
+    fn in_item(mut self, index: usize) -> Self {
+        self.path = if self.path.is_empty() || self.path.starts_with('[') {
+            format!("[{index}]{}", self.path)
+        } else {
+            format!("[{index}].{}", self.path)
+        };
+        self
+    }
+}
+
+type Conv<T> = Result<T, Bad>;
+
+/// The names a model field may have in a writer's record: the current name first, then older
+/// ones.
+trait FieldNames {
+    fn names(&self) -> &[&'static str];
+}
+
+impl FieldNames for &'static str {
+    fn names(&self) -> &[&'static str] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl<const N: usize> FieldNames for [&'static str; N] {
+    fn names(&self) -> &[&'static str] {
+        self
+    }
+}
+
+/// The fields of one writer record, taken by name.
+struct Fields {
+    fields: Vec<(String, Value)>,
+    /// Where to start the next search: fields are usually taken in writer order.
+    cursor: usize,
+}
+
+impl Fields {
+    fn new(fields: Vec<(String, Value)>) -> Self {
+        Fields { fields, cursor: 0 }
+    }
+
+    fn take(&mut self, names: &[&'static str]) -> Option<Value> {
+        let len = self.fields.len();
+        for name in names {
+            let found = (0..len)
+                .map(|i| (self.cursor + i) % len)
+                .find(|&i| self.fields.get(i).is_some_and(|(field, _)| field == name));
+            if let Some(i) = found
+                && let Some((_, value)) = self.fields.get_mut(i)
+            {
+                self.cursor = i + 1;
+                return Some(std::mem::replace(value, Value::Null));
+            }
+        }
+        None
+    }
+
+    /// A field every schema version has.
+    fn req<T>(
+        &mut self,
+        names: impl FieldNames,
+        convert: impl FnOnce(Value) -> Conv<T>,
+    ) -> Conv<T> {
+        let names = names.names();
+        let first = names.first().copied().unwrap_or_default();
+        match self.take(names) {
+            Some(value) => convert(value).map_err(|bad| bad.in_field(first)),
+            None => Err(Bad::new(FieldProblem::Missing).in_field(first)),
+        }
+    }
+
+    /// A field older schema versions lack: `default` when the writer's record has none.
+    fn or<T>(
+        &mut self,
+        names: impl FieldNames,
+        convert: impl FnOnce(Value) -> Conv<T>,
+        default: T,
+    ) -> Conv<T> {
+        let names = names.names();
+        let first = names.first().copied().unwrap_or_default();
+        match self.take(names) {
+            Some(value) => convert(value).map_err(|bad| bad.in_field(first)),
+            None => Ok(default),
+        }
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Boolean(_) => "boolean".to_owned(),
+        Value::Int(_) => "int".to_owned(),
+        Value::Long(_) => "long".to_owned(),
+        Value::Float(_) => "float".to_owned(),
+        Value::Double(_) => "double".to_owned(),
+        Value::Bytes(b) => format!("bytes({})", b.len()),
+        Value::String(_) => "string".to_owned(),
+        Value::Fixed(n, _) => format!("fixed({n})"),
+        Value::Enum(_, symbol) => format!("enum symbol {symbol:?}"),
+        Value::Union(_, inner) => describe(inner),
+        Value::Array(_) => "array".to_owned(),
+        Value::Map(_) => "map".to_owned(),
+        Value::Record(_) => "record".to_owned(),
+        other => {
+            // Logical types: the variant name is the clearest description.
+            let debug = format!("{other:?}");
+            debug.split('(').next().unwrap_or("value").to_owned()
+        }
+    }
+}
+
+// Every conversion also accepts its value inside a union (`["null", T]` where the model wants
+// a plain `T`): the `Value::Union` arms.
+
+/// A `long`, whatever logical type the writer declared (timestamps are nanoseconds even where
+/// a writer says `timestamp-millis`), or an `int`.
+fn long(value: Value) -> Conv<i64> {
+    match value {
+        Value::Long(v)
+        | Value::TimestampMillis(v)
+        | Value::TimestampMicros(v)
+        | Value::TimestampNanos(v)
+        | Value::LocalTimestampMillis(v)
+        | Value::LocalTimestampMicros(v)
+        | Value::LocalTimestampNanos(v)
+        | Value::TimeMicros(v) => Ok(v),
+        Value::Int(v) | Value::Date(v) | Value::TimeMillis(v) => Ok(i64::from(v)),
+        Value::Union(_, inner) => long(*inner),
+        other => Err(Bad::wrong("long", &other)),
+    }
+}
+
+/// A timestamp: nanoseconds since the epoch, the raw `long` whatever the declared logical type.
+fn timestamp(value: Value) -> Conv<i64> {
+    long(value)
+}
+
+/// An `int`, or a `long` that fits.
+fn int(value: Value) -> Conv<i32> {
+    match value {
+        Value::Int(v) => Ok(v),
+        Value::Long(v) => i32::try_from(v).map_err(|_| {
+            Bad::new(FieldProblem::OutOfRange {
+                expected: "int",
+                value: v,
+            })
+        }),
+        Value::Union(_, inner) => int(*inner),
+        other => Err(Bad::wrong("int", &other)),
+    }
+}
+
+fn boolean(value: Value) -> Conv<bool> {
+    match value {
+        Value::Boolean(b) => Ok(b),
+        Value::Union(_, inner) => boolean(*inner),
+        other => Err(Bad::wrong("boolean", &other)),
+    }
+}
+
+fn string(value: Value) -> Conv<String> {
+    match value {
+        Value::String(s) => Ok(s),
+        Value::Union(_, inner) => string(*inner),
+        other => Err(Bad::wrong("string", &other)),
+    }
+}
+
+/// A string trimmed of surrounding white space (Go's `strings.TrimSpace`; Rust's `trim` uses
+/// the same Unicode `White_Space` set).
+fn trimmed_string(value: Value) -> Conv<String> {
+    let s = string(value)?;
+    let trimmed = s.trim();
+    Ok(if trimmed.len() == s.len() {
+        s
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// A FOID: `fixed(20)` (a 20-byte `bytes` is accepted too).
+fn foid(value: Value) -> Conv<Foid> {
+    match value {
+        Value::Fixed(_, bytes) | Value::Bytes(bytes) if bytes.len() == 20 => {
+            let mut id = [0u8; 20];
+            id.copy_from_slice(&bytes);
+            Ok(Foid(id))
+        }
+        Value::Union(_, inner) => foid(*inner),
+        other => Err(Bad::wrong("fixed(20)", &other)),
+    }
+}
+
+/// `["null", T]`: `None` for null.
+fn nullable<T>(convert: impl FnOnce(Value) -> Conv<T>) -> impl FnOnce(Value) -> Conv<Option<T>> {
+    move |value| match value {
+        Value::Null => Ok(None),
+        Value::Union(_, inner) if matches!(*inner, Value::Null) => Ok(None),
+        other => convert(other).map(Some),
+    }
+}
+
+fn array<T>(convert: impl Fn(Value) -> Conv<T>) -> impl Fn(Value) -> Conv<Vec<T>> {
+    fn items<T>(convert: &impl Fn(Value) -> Conv<T>, value: Value) -> Conv<Vec<T>> {
+        match value {
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| convert(item).map_err(|bad| bad.in_item(i)))
+                .collect(),
+            Value::Union(_, inner) => items(convert, *inner),
+            other => Err(Bad::wrong("array", &other)),
+        }
+    }
+    move |value| items(&convert, value)
+}
+
+/// A nested record, through its mapping table.
+fn record<T>(table: fn(&mut Fields) -> Conv<T>) -> impl Fn(Value) -> Conv<T> {
+    fn fields<T>(table: fn(&mut Fields) -> Conv<T>, value: Value) -> Conv<T> {
+        match value {
+            Value::Record(values) => table(&mut Fields::new(values)),
+            Value::Union(_, inner) => fields(table, *inner),
+            other => Err(Bad::wrong("record", &other)),
+        }
+    }
+    move |value| fields(table, value)
+}
+
+/// A `map<string>`, sorted by key (`apache-avro` decodes maps into a `HashMap`).
+fn string_map(value: Value) -> Conv<Vec<(String, String)>> {
+    match value {
+        Value::Map(map) => {
+            let mut pairs = map
+                .into_iter()
+                .map(|(key, value)| match string(value) {
+                    Ok(v) => Ok((key, v)),
+                    Err(bad) => Err(bad.in_field(&key)),
+                })
+                .collect::<Conv<Vec<_>>>()?;
+            pairs.sort();
+            Ok(pairs)
+        }
+        Value::Union(_, inner) => string_map(*inner),
+        other => Err(Bad::wrong("map", &other)),
+    }
+}
+
+/// A model enum, by Avro symbol.
+trait Symbol: Sized {
+    const ENUM_NAME: &'static str;
+    fn from_symbol(symbol: &str) -> Option<Self>;
+}
+
+macro_rules! symbol_enums {
+    ($($ty:ty => $name:literal),+ $(,)?) => {$(
+        impl Symbol for $ty {
+            const ENUM_NAME: &'static str = $name;
+            fn from_symbol(symbol: &str) -> Option<Self> {
+                <$ty>::from_symbol(symbol)
+            }
+        }
+    )+};
+}
+
+symbol_enums! {
+    ObjectState => "SFObjectState",
+    ContainerType => "ContainerType",
+    K8sComponent => "K8sComponent",
+    K8sAction => "K8sAction",
+}
+
+fn symbol<T: Symbol>(value: Value) -> Conv<T> {
+    match value {
+        Value::Enum(_, symbol) | Value::String(symbol) => T::from_symbol(&symbol)
+            .or_else(|| {
+                RENAMED_SYMBOLS
+                    .iter()
+                    .find(|(old, _)| *old == symbol)
+                    .and_then(|(_, new)| T::from_symbol(new))
+            })
+            .ok_or(Bad::new(FieldProblem::UnknownSymbol {
+                enum_name: T::ENUM_NAME,
+                symbol,
+            })),
+        Value::Union(_, inner) => symbol(*inner),
+        other => Err(Bad::wrong("enum", &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port_value(port: Value) -> Value {
+        Value::Record(vec![
+            ("port".into(), port),
+            ("targetPort".into(), Value::Int(1)),
+            ("nodePort".into(), Value::Int(2)),
+            ("proto".into(), Value::String("TCP".into())),
+        ])
+    }
+
+    #[test]
+    fn nested_field_errors_have_a_path() {
+        let service_value = Value::Record(vec![
+            ("name".into(), Value::String("s".into())),
+            ("id".into(), Value::String("i".into())),
+            ("namespace".into(), Value::String("n".into())),
+            (
+                "portList".into(),
+                Value::Array(vec![
+                    port_value(Value::Int(80)),
+                    port_value(Value::Long(1 << 40)),
+                ]),
+            ),
+            ("clusterIP".into(), Value::Array(vec![])),
+        ]);
+        let mut f = Fields::new(vec![("services".into(), Value::Array(vec![service_value]))]);
+        let bad = f
+            .req("services", array(record(service)))
+            .expect_err("out of range");
+        assert_eq!(bad.path, "services[0].portList[1].port");
+        assert_eq!(bad.problem.to_string(), "1099511627776 does not fit in int");
+    }
+
+    #[test]
+    fn values_inside_unions_and_logical_timestamps_are_accepted() {
+        let ts = Value::Union(
+            1,
+            Box::new(Value::TimestampMillis(1_553_543_280_704_111_050)),
+        );
+        assert_eq!(timestamp(ts).ok(), Some(1_553_543_280_704_111_050));
+        assert_eq!(long(Value::TimestampNanos(7)).ok(), Some(7));
+        assert_eq!(int(Value::Long(-3)).ok(), Some(-3));
+        let none = Value::Union(0, Box::new(Value::Null));
+        assert_eq!(nullable(string)(none).ok(), Some(None));
+        let bad = foid(Value::Fixed(16, vec![0; 16])).expect_err("size");
+        assert_eq!(
+            bad.problem.to_string(),
+            "expected fixed(20), found fixed(16)"
+        );
+    }
+
+    #[test]
+    fn fields_are_found_in_any_order_and_aliases_work() {
+        let mut f = Fields::new(vec![
+            ("b".into(), Value::Int(2)),
+            ("old".into(), Value::Int(3)),
+            ("a".into(), Value::Int(1)),
+        ]);
+        assert_eq!(f.req("a", int).ok(), Some(1));
+        assert_eq!(f.req("b", int).ok(), Some(2));
+        assert_eq!(f.req(["new", "old"], int).ok(), Some(3));
+        assert_eq!(f.or("c", int, 9).ok(), Some(9));
+        assert_eq!(f.req("d", int).expect_err("missing").path, "d");
+    }
+
+    #[test]
+    fn decode_error_stays_small() {
+        // Result<Record, DecodeError> is returned per record; clippy's `result_large_err`
+        // limit is 128 bytes.
+        assert!(
+            size_of::<DecodeError>() <= 128,
+            "{}",
+            size_of::<DecodeError>()
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The reader: decodes SysFlow Avro input into [`sf_processor::model::Record`]s and publishes
+//! them into the handler rings.
+#![deny(missing_docs)]
+
+pub mod avro;
+pub mod driver;
