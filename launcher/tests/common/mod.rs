@@ -1,0 +1,280 @@
+//! Support for the end-to-end tests: paths, running `sf-launch` under a watchdog, reading
+//! `TRACES.md`, and checking that nothing is left behind.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest a single pipeline run may take before the watchdog kills it and fails the test.
+pub const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// `../shared` beside the checkout.
+pub fn shared() -> PathBuf {
+    root().join("../shared")
+}
+
+/// The `sf-launch` binary; the reader and handlers are built beside it by `cargo test --workspace`.
+pub fn sf_launch() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch"));
+    for sibling in ["sf-reader", "sf-handler-printer", "sf-handler-stats"] {
+        assert!(
+            exe.with_file_name(sibling).exists(),
+            "{sibling} is not built next to sf-launch: run the tests with `cargo test --workspace`"
+        );
+    }
+    exe
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The messages of the `INFO:` log lines, without the `INFO: date time file:line: ` prefix.
+    pub fn info_messages(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("INFO: "))
+            .map(|rest| {
+                // date, time, file:line:, message
+                let mut parts = rest.splitn(4, ' ');
+                let (_d, _t, _loc) = (parts.next(), parts.next(), parts.next());
+                parts.next().unwrap_or("").to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Waits for `child` to exit, killing it and failing the test after [`WATCHDOG`].
+pub fn wait_with_watchdog(mut child: Child, what: &str) -> Run {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait().unwrap();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(WATCHDOG).is_err() {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        panic!("watchdog: {what} did not finish within {WATCHDOG:?}; killed pid {pid}");
+    }
+    Run {
+        status: waiter.join().unwrap(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// Starts `sf-launch ARGS` with captured output. Every process of the run inherits
+/// `SF_TEST_TAG=tag`, so [`processes_tagged`] finds them (use the test's temp dir).
+pub fn spawn_launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Child {
+    let mut cmd = Command::new(sf_launch());
+    cmd.env("SF_TEST_TAG", tag);
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawn sf-launch")
+}
+
+/// Runs `sf-launch ARGS` to the end under the watchdog.
+pub fn launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
+    wait_with_watchdog(spawn_launch(tag, args), "sf-launch")
+}
+
+/// Writes a pipeline file with one block per handler name into `dir`.
+pub fn write_pipeline(dir: &Path, handlers: &[&str]) -> PathBuf {
+    let blocks: Vec<serde_json::Value> = handlers
+        .iter()
+        .map(|h| serde_json::json!({"processor": "sysflowreader", "handler": h, "in": "sysflow sysflowchan"}))
+        .collect();
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, serde_json::json!({ "pipeline": blocks }).to_string()).unwrap();
+    path
+}
+
+/// PIDs of live processes whose command line or environment mentions `tag`.
+pub fn processes_tagged(tag: &Path) -> Vec<u32> {
+    let tag = tag.display().to_string();
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // A zombie has an empty cmdline and environ: it is gone for our purpose.
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let hay = [cmdline, environ].concat();
+        if hay.windows(tag.len()).any(|w| w == tag.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Polls until no process mentions `tag`, failing after `limit`.
+pub fn assert_no_process_left(tag: &Path, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let left = processes_tagged(tag);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "processes left behind after {limit:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Entries of /dev/shm that a pipeline could have created (ours are memfds and never appear
+/// there; this checks that stays true).
+pub fn shm_segments() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.contains("sf"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parent PID of `pid` (field 4 of /proc/PID/stat).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// Executable path of `pid`.
+pub fn exe_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// Children of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|p| parent_of(*p) == Some(pid))
+        .collect()
+}
+
+/// Expected record counts per trace, parsed from `shared/TRACES.md`: file name -> (record
+/// type -> count). The earliest layout's `ProcessFlow` records are counted as `ProcessEvent`,
+/// as TRACES.md explains.
+pub fn expected_counts() -> BTreeMap<String, BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(shared().join("TRACES.md")).expect("read shared/TRACES.md");
+    let mut all = BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | file | header version | codec | records | by type |
+        if cols.len() < 7 || cols[1] == "file" || cols[1].starts_with("---") {
+            continue;
+        }
+        let (file, version, by_type) = (cols[1], cols[2], cols[5]);
+        if file.is_empty() || version.parse::<u32>().is_err() {
+            continue;
+        }
+        // Drop parenthesised remarks, which may contain commas.
+        let mut clean = String::new();
+        let mut depth = 0;
+        for c in by_type.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => clean.push(c),
+                _ => {}
+            }
+        }
+        let mut counts = BTreeMap::new();
+        for item in clean.split(',') {
+            let mut it = item.split_whitespace();
+            let (Some(name), Some(n)) = (it.next(), it.next().and_then(|n| n.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            let name = if name == "ProcessFlow" && version == "1000" {
+                "ProcessEvent"
+            } else {
+                name
+            };
+            *counts.entry(name.to_owned()).or_insert(0) += n;
+        }
+        let total: u64 = cols[4].parse().expect("records column");
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            total,
+            "TRACES.md row for {file} does not add up"
+        );
+        all.insert(file.to_owned(), counts);
+    }
+    all
+}
+
+/// Parses the `stats` handler's table: record type -> count (the `total` line excluded).
+pub fn parse_stats_table(stdout: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let mut in_table = false;
+    for line in stdout.lines() {
+        if line == "stats: records received" {
+            in_table = true;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(name), Some(n)) = (it.next(), it.next().and_then(|n| n.parse::<u64>().ok()))
+        else {
+            break;
+        };
+        if name == "total" {
+            break;
+        }
+        counts.insert(name.to_owned(), n);
+    }
+    counts
+}

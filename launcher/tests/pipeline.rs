@@ -1,0 +1,338 @@
+//! End-to-end tests: `sf-launch` with the real reader and handler binaries on real traces.
+//! Each test has its own temp dir (which also tags its processes) and checks that no process
+//! and no shared-memory segment is left behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+/// The reference printer's messages for `tcp.sf`, in order (issue 2).
+const TCP_PRINTER: [&str; 10] = [
+    "ProcEvt ./server, 13823",
+    "FileFlow ./server, 3",
+    "FileFlow ./server, 3",
+    "ProcEvt ./client, 13824",
+    "FileFlow ./client, 3",
+    "FileFlow ./client, 3",
+    "NetworkFlow ./client, 8080",
+    "ProcEvt ./client, 13824",
+    "NetworkFlow ./server, 8080",
+    "ProcEvt ./server, 13823",
+];
+
+fn finish(tag: &std::path::Path) {
+    assert_no_process_left(tag, Duration::from_secs(5));
+    assert_eq!(
+        shm_segments(),
+        Vec::<String>::new(),
+        "segments left in /dev/shm"
+    );
+}
+
+#[test]
+fn printer_pipeline_prints_the_reference_output_for_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = launch(
+        dir.path(),
+        &[
+            &"resources/pipelines/pipeline.printer.json",
+            &"resources/traces/tcp.sf",
+        ],
+    );
+    assert!(run.status.success(), "sf-launch failed: {run:?}");
+    assert_eq!(
+        run.info_messages(),
+        TCP_PRINTER,
+        "stdout was:\n{}",
+        run.stdout
+    );
+    // The reference logger's prefix: level, date, time, source location.
+    let first = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("INFO: "))
+        .unwrap();
+    let fields: Vec<&str> = first.splitn(5, ' ').collect();
+    assert_eq!(fields[1].len(), "2026/11/30".len(), "{first}");
+    assert_eq!(fields[1].matches('/').count(), 2, "{first}");
+    assert_eq!(fields[2].matches(':').count(), 2, "{first}");
+    assert!(
+        fields[3].starts_with("printer.rs:") && fields[3].ends_with(':'),
+        "{first}"
+    );
+    assert_eq!(run.stderr, "", "nothing on stderr for a good run");
+    finish(dir.path());
+}
+
+#[test]
+fn reader_and_printer_run_as_separate_processes() {
+    // The trace arrives through a FIFO, so the reader blocks on it while the test looks at
+    // the process tree, with no timing assumption.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("trace.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let child = spawn_launch(
+        dir.path(),
+        &[&"resources/pipelines/pipeline.printer.json", &fifo],
+    );
+    let launcher = child.id();
+    // Opening the FIFO for writing waits until the reader opened it for reading.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let kids = children_of(launcher);
+    let exes: BTreeMap<String, u32> = kids
+        .iter()
+        .filter_map(|p| Some((exe_of(*p)?.file_name()?.to_string_lossy().into_owned(), *p)))
+        .collect();
+    let (Some(reader), Some(printer)) = (exes.get("sf-reader"), exes.get("sf-handler-printer"))
+    else {
+        drop(writer);
+        let _ = wait_with_watchdog(child, "sf-launch");
+        panic!(
+            "expected an sf-reader and an sf-handler-printer child of sf-launch, found {exes:?}"
+        );
+    };
+    assert_ne!(reader, printer);
+    assert_ne!(*reader, launcher);
+    writer
+        .write_all(&std::fs::read(root().join("resources/traces/tcp.sf")).unwrap())
+        .unwrap();
+    drop(writer);
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(run.info_messages(), TCP_PRINTER);
+    finish(dir.path());
+}
+
+#[test]
+fn every_shared_trace_delivers_the_record_counts_of_traces_md() {
+    let expected = expected_counts();
+    assert_eq!(expected.len(), 15, "TRACES.md lists 15 traces");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    let mut failures = Vec::new();
+    for (file, want) in &expected {
+        let trace = shared().join("traces").join(file);
+        let run = launch(dir.path(), &[&pipeline, &trace]);
+        assert!(run.status.success(), "{file}: {run:?}");
+        let got = parse_stats_table(&run.stdout);
+        if &got != want {
+            failures.push(format!("{file}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    finish(dir.path());
+}
+
+#[test]
+fn two_handler_blocks_get_two_processes_fed_by_one_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(dir.path(), &["printer", "stats"]);
+    let run = launch(
+        dir.path(),
+        &[&"--log", &"info", &pipeline, &"resources/traces/tcp.sf"],
+    );
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(run.info_messages(), TCP_PRINTER);
+    let counts = parse_stats_table(&run.stdout);
+    assert_eq!(counts.values().sum::<u64>(), 23, "{counts:?}");
+    assert_eq!(counts.get("FileFlow"), Some(&4));
+    finish(dir.path());
+}
+
+#[test]
+fn log_level_warn_silences_the_printer() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = launch(
+        dir.path(),
+        &[
+            &"--log",
+            &"warn",
+            &"resources/pipelines/pipeline.printer.json",
+            &"resources/traces/tcp.sf",
+        ],
+    );
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(run.stdout, "");
+    finish(dir.path());
+}
+
+#[test]
+fn a_directory_is_read_file_by_file_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("traces");
+    std::fs::create_dir(&traces).unwrap();
+    // Names chosen so that name order is tcp first, then tcp-client-server-v5.
+    std::fs::copy(root().join("resources/traces/tcp.sf"), traces.join("1")).unwrap();
+    std::fs::copy(
+        root().join("resources/traces/tcp-client-server-v5.sf"),
+        traces.join("2"),
+    )
+    .unwrap();
+    let run = launch(
+        dir.path(),
+        &[&"resources/pipelines/pipeline.printer.json", &traces],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let msgs = run.info_messages();
+    assert_eq!(msgs.len(), 20, "{msgs:?}");
+    assert_eq!(msgs[..10], TCP_PRINTER);
+    finish(dir.path());
+}
+
+fn start_error(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let run = launch(dir.path(), args);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert_eq!(run.stdout, "", "nothing may start: {run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
+    finish(dir.path());
+    run.stderr.trim_end().to_owned()
+}
+
+#[test]
+fn start_errors_are_one_line_and_nothing_is_spawned() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{\"pipeline\": [ {\"handler\": \"printer\" ]}").unwrap();
+    assert_eq!(
+        start_error(&[&bad_json, &"resources/traces/tcp.sf"]),
+        format!(
+            "sf-launch: error: {}: line 1, column 38: malformed JSON: expected `,` or `}}`",
+            bad_json.display()
+        )
+    );
+
+    let unknown = write_pipeline(dir.path(), &["printer", "nosuch"]);
+    let msg = start_error(&[&unknown, &"resources/traces/tcp.sf"]);
+    assert!(
+        msg.starts_with(&format!(
+            "sf-launch: error: {}: pipeline[1].handler: unknown handler \"nosuch\": no executable \"sf-handler-nosuch\"",
+            unknown.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("(available: printer, stats)"), "{msg}");
+
+    assert_eq!(
+        start_error(&[
+            &"resources/pipelines/pipeline.printer.json",
+            &"resources/traces/missing.sf"
+        ]),
+        "sf-launch: error: trace path resources/traces/missing.sf does not exist"
+    );
+    assert_eq!(
+        start_error(&[
+            &"resources/pipelines/missing.json",
+            &"resources/traces/tcp.sf"
+        ]),
+        "sf-launch: error: resources/pipelines/missing.json: cannot read pipeline file: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn a_killed_handler_fails_the_run_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("trace.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let child = spawn_launch(
+        dir.path(),
+        &[&"resources/pipelines/pipeline.printer.json", &fifo],
+    );
+    let launcher = child.id();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let printer = children_of(launcher)
+        .into_iter()
+        .find(|p| exe_of(*p).is_some_and(|e| e.ends_with("sf-handler-printer")))
+        .expect("printer child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(printer as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The reader now has nobody to publish to: it stops at the first record.
+    let _ = writer.write_all(&std::fs::read(root().join("resources/traces/tcp.sf")).unwrap());
+    drop(writer);
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("sf-launch: error: "), "{}", run.stderr);
+    assert!(
+        last.contains("handler printer failed (killed by signal 9 (SIGKILL))"),
+        "{last}"
+    );
+    finish(dir.path());
+}
+
+#[test]
+fn a_killed_reader_stops_the_handlers_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("trace.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let child = spawn_launch(
+        dir.path(),
+        &[&"resources/pipelines/pipeline.printer.json", &fifo],
+    );
+    let launcher = child.id();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let reader = children_of(launcher)
+        .into_iter()
+        .find(|p| exe_of(*p).is_some_and(|e| e.ends_with("sf-reader")))
+        .expect("reader child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(reader as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    drop(writer);
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("the reader failed (killed by signal 9 (SIGKILL))"),
+        "{}",
+        run.stderr
+    );
+    finish(dir.path());
+}
+
+#[test]
+fn killing_the_launcher_takes_its_children_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("trace.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let child = spawn_launch(
+        dir.path(),
+        &[&"resources/pipelines/pipeline.printer.json", &fifo],
+    );
+    let launcher = child.id();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert_eq!(children_of(launcher).len(), 2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(launcher as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = wait_with_watchdog(child, "sf-launch");
+    drop(writer);
+    finish(dir.path());
+}
