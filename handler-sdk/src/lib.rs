@@ -28,14 +28,19 @@
 mod runtime;
 
 pub use runtime::{
-    ENV_CONFIG, ENV_LAUNCHER_PID, ENV_NAME, ENV_RING_FD, RunError, run, run_with_shutdown,
+    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_RING_FD,
+    ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
 };
 pub use sf_processor::handler::{DispatchStats, Handler, HandlerConfig, HandlerResult};
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};
 
-/// Everything a handler needs: `use handler_sdk::prelude::*;`.
+pub use log;
+
+/// Everything a handler needs: `use handler_sdk::prelude::*;` (including the `log` crate, so
+/// `log::info!` works with no dependency but this one).
 pub mod prelude {
+    pub use crate::log;
     pub use crate::model::{
         Container, ContainerType, File, FileEvent, FileFlow, Foid, K8sAction, K8sComponent,
         K8sEvent, NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Process, ProcessEvent,

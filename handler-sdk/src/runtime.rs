@@ -1,23 +1,36 @@
-//! The handler process's main loop: attach to the ring, decode frames, dispatch.
+//! The handler process's main loop: attach to the ring, rebuild the entity tables from the
+//! journal when resuming, decode frames, dispatch, report progress.
 
+use std::io::Write;
 use std::os::fd::RawFd;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sf_processor::codec;
-use sf_processor::handler::{DispatchStats, Dispatcher, Handler, HandlerConfig};
+use sf_processor::handler::{DispatchStats, Dispatcher, Handler, HandlerConfig, env};
+use sf_processor::journal::JournalReader;
 use sf_processor::logging;
-use sf_processor::ring::{self, Consumer, Next};
+use sf_processor::ring::{Consumer, Next, RingSegment};
 
 /// Environment variable holding the number of the inherited ring file descriptor.
-pub const ENV_RING_FD: &str = "SF_RING_FD";
+pub const ENV_RING_FD: &str = env::RING_FD;
+/// Environment variable holding the number of the inherited entity-journal descriptor.
+pub const ENV_JOURNAL_FD: &str = env::JOURNAL_FD;
 /// Environment variable holding the handler's name (its `handler` key).
-pub const ENV_NAME: &str = "SF_HANDLER_NAME";
+pub const ENV_NAME: &str = env::NAME;
 /// Environment variable holding the handler's pipeline block as JSON.
-pub const ENV_CONFIG: &str = "SF_HANDLER_CONFIG";
+pub const ENV_CONFIG: &str = env::CONFIG;
 /// Environment variable holding the launcher's PID: the handler exits if its parent is not it.
-pub const ENV_LAUNCHER_PID: &str = "SF_LAUNCHER_PID";
+pub const ENV_LAUNCHER_PID: &str = env::LAUNCHER_PID;
+/// Environment variable naming a record to skip (its sequence number), set by the launcher
+/// after the handler crashed on it repeatedly.
+pub const ENV_SKIP_SEQ: &str = env::SKIP_SEQ;
+/// Why that record is skipped (e.g. `killed by signal 11 (SIGSEGV) 3 times in a row`).
+pub const ENV_SKIP_REASON: &str = env::SKIP_REASON;
+/// The dead-letter file (JSON lines) a skipped record is appended to.
+pub const ENV_DEAD_LETTER: &str = env::DEAD_LETTER;
 
 /// How long a wait for the next frame lasts before the loop checks for shutdown again.
 const WAIT_SLICE: Duration = Duration::from_millis(200);
@@ -29,9 +42,9 @@ pub enum RunError {
     Environment(String),
     /// The handler's `init` failed.
     Init(String),
-    /// The ring could not be attached (e.g. an incompatible wire version).
+    /// The ring or journal could not be attached (e.g. an incompatible wire version).
     Attach(String),
-    /// The launcher aborted the ring (the reader failed).
+    /// The launcher aborted the pipeline (the reader failed for good).
     Aborted,
 }
 
@@ -40,7 +53,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Environment(m) => write!(f, "{m}"),
             RunError::Init(m) => write!(f, "init failed: {m}"),
-            RunError::Attach(m) => write!(f, "cannot attach to the ring: {m}"),
+            RunError::Attach(m) => write!(f, "cannot attach to the pipeline: {m}"),
             RunError::Aborted => write!(f, "the pipeline was aborted before the end of the input"),
         }
     }
@@ -49,16 +62,20 @@ impl std::fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 /// Runs `handler` as a pipeline handler process and returns the process exit status: 0 after
-/// the whole input was handled and `cleanup()` ran, 2 when the process could not start (not
-/// under `sf-launch`, bad configuration, `init` error, incompatible ring), 3 when the launcher
-/// aborted the pipeline.
+/// the whole input was handled (or the launcher asked it to stop with SIGTERM) and
+/// `cleanup()` ran, 2 when the process could not start (not under `sf-launch`, bad
+/// configuration, `init` error, incompatible ring), 3 when the launcher aborted the pipeline.
 ///
 /// Call it from `main`; see the crate example.
 pub fn run<H: Handler>(handler: H) -> ExitCode {
-    static NEVER: AtomicBool = AtomicBool::new(false);
     logging::init(None);
     let name = std::env::var(ENV_NAME).unwrap_or_else(|_| "handler".into());
-    let status = match run_with_shutdown(handler, &NEVER) {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown))
+    {
+        log::warn!("{name}: cannot handle SIGTERM: {e}");
+    }
+    let status = match run_with_shutdown(handler, &shutdown) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{name}: {e}");
@@ -72,16 +89,12 @@ pub fn run<H: Handler>(handler: H) -> ExitCode {
     status
 }
 
-fn env_fd() -> Result<RawFd, RunError> {
-    let raw = std::env::var(ENV_RING_FD).map_err(|_| {
-        RunError::Environment(format!(
-            "{ENV_RING_FD} is not set: this is a SysFlow handler binary, start it with sf-launch PIPELINE.json PATH"
-        ))
-    })?;
-    raw.parse().map_err(|_| {
-        RunError::Environment(format!(
-            "{ENV_RING_FD}={raw:?} is not a file descriptor number"
-        ))
+fn env_fd(var: &str) -> Result<Option<RawFd>, RunError> {
+    let Ok(raw) = std::env::var(var) else {
+        return Ok(None);
+    };
+    raw.parse().map(Some).map_err(|_| {
+        RunError::Environment(format!("{var}={raw:?} is not a file descriptor number"))
     })
 }
 
@@ -96,26 +109,79 @@ fn env_config() -> Result<HandlerConfig, RunError> {
     Ok(HandlerConfig { name, attributes })
 }
 
-/// Dies with the launcher: asks the kernel for SIGTERM when the parent exits, then checks the
-/// parent did not exit before that request.
+/// Dies with the launcher: asks the kernel for SIGKILL when the parent exits (nobody is left
+/// to coordinate a clean stop), then checks the launcher did not exit before that request.
+/// (The check asks whether the launcher's PID is alive rather than whether it is our parent,
+/// so a handler started through a wrapper script works too.)
 fn follow_launcher() {
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         log::warn!("cannot set the parent-death signal: {e}");
     }
-    if let Some(expected) = std::env::var(ENV_LAUNCHER_PID)
+    if let Some(launcher) = std::env::var(ENV_LAUNCHER_PID)
         .ok()
         .and_then(|p| p.parse::<i32>().ok())
-        && nix::unistd::getppid().as_raw() != expected
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), None)
+            == Err(nix::errno::Errno::ESRCH)
     {
-        log::error!("the launcher (pid {expected}) is gone; exiting");
+        log::error!("the launcher (pid {launcher}) is gone; exiting");
         log::logger().flush();
         std::process::exit(3);
     }
 }
 
+/// A record the launcher told this process to skip.
+#[derive(Debug)]
+struct Skip {
+    seq: u64,
+    reason: String,
+    dead_letter: Option<String>,
+}
+
+fn env_skip() -> Option<Skip> {
+    let seq = std::env::var(ENV_SKIP_SEQ).ok()?.parse().ok()?;
+    Some(Skip {
+        seq,
+        reason: std::env::var(ENV_SKIP_REASON).unwrap_or_else(|_| "crashed the handler".into()),
+        dead_letter: std::env::var(ENV_DEAD_LETTER).ok(),
+    })
+}
+
+/// Appends the skipped record to the dead-letter file, one JSON object per line.
+fn write_dead_letter(skip: &Skip, name: &str, record: &sf_processor::model::Record) {
+    let line = serde_json::json!({
+        "handler": name,
+        "seq": skip.seq,
+        "reason": skip.reason,
+        "kind": record.kind().name(),
+        "record": record,
+    });
+    log::error!(
+        "{name}: record {} ({}) skipped: {}",
+        skip.seq,
+        record.kind(),
+        skip.reason
+    );
+    let Some(path) = &skip.dead_letter else {
+        return;
+    };
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        log::error!("{name}: cannot write the dead-letter file {path}: {e}");
+    }
+}
+
 /// The loop behind [`run`], with the logger left to the caller and a shutdown flag: when
-/// `shutdown` becomes true the handler stops at the next frame boundary (within about
+/// `shutdown` becomes true the handler stops at the next record boundary (within about
 /// 200 ms when idle), runs `cleanup()` and returns.
+///
+/// A handler started after a crash resumes after the last record its predecessor
+/// acknowledged (a few records may be seen twice: [`Context::seq`](crate::Context::seq) tells
+/// them apart) and, before that first record, rebuilds its entity tables from the entity
+/// journal, so every record has the context it would have had without the crash.
 ///
 /// # Errors
 /// [`RunError`] when the process cannot start or the pipeline was aborted.
@@ -123,20 +189,38 @@ pub fn run_with_shutdown<H: Handler>(
     mut handler: H,
     shutdown: &AtomicBool,
 ) -> Result<DispatchStats, RunError> {
-    let raw_fd = env_fd()?;
+    let Some(ring_fd) = env_fd(ENV_RING_FD)? else {
+        return Err(RunError::Environment(format!(
+            "{ENV_RING_FD} is not set: this is a SysFlow handler binary, start it with sf-launch PIPELINE.json PATH"
+        )));
+    };
+    let journal_fd = env_fd(ENV_JOURNAL_FD)?;
     let config = env_config()?;
+    let name = config.name.clone();
+    let skip = env_skip();
     follow_launcher();
     handler
         .init(&config)
         .map_err(|e| RunError::Init(e.to_string()))?;
-    let fd = ring::RingSegment::open_inherited(raw_fd)
-        .map(ring::RingSegment::into_fd)
-        .map_err(|e| RunError::Attach(e.to_string()))?;
-    let mut consumer =
-        Consumer::attach(fd, codec::WIRE_VERSION).map_err(|e| RunError::Attach(e.to_string()))?;
+    let attach = |e: &dyn std::fmt::Display| RunError::Attach(e.to_string());
+    let fd = RingSegment::open_inherited(ring_fd)
+        .map_err(|e| attach(&e))?
+        .into_fd();
+    let mut consumer = Consumer::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?;
+    let journal = match journal_fd {
+        None => None,
+        Some(raw) => {
+            let fd = RingSegment::open_inherited(raw)
+                .map_err(|e| attach(&e))?
+                .into_fd();
+            Some(JournalReader::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?)
+        }
+    };
     let mut dispatcher = Dispatcher::new(handler);
     let mut decode_errors = 0u64;
     let mut aborted = false;
+    // Sequence number of the last record dispatched by this process (0: none yet).
+    let mut last_seq = 0u64;
     while !shutdown.load(Ordering::Relaxed) {
         // Poll first; flush the log and wait only when the ring is empty.
         let mut waited = false;
@@ -152,27 +236,58 @@ pub fn run_with_shutdown<H: Handler>(
                     consumer.commit();
                     waited = true;
                 }
+                Ok(Next::TimedOut) if shutdown.load(Ordering::Relaxed) => break Ok(Next::TimedOut),
+                Ok(Next::TimedOut) => {}
                 other => break other,
             }
         };
-        match next {
-            Ok(Next::Frame(frame)) => match codec::decode(frame.payload) {
-                Ok(record) => dispatcher.dispatch(frame.seq, record),
-                Err(e) => {
-                    decode_errors += 1;
-                    log::error!("record {}: {e}; skipped", frame.seq);
-                }
-            },
-            Ok(Next::TimedOut) => {}
+        let frame = match next {
+            Ok(Next::Frame(frame)) => frame,
+            Ok(Next::TimedOut) => continue,
             Ok(Next::Closed) => break,
             Ok(Next::Aborted) => {
                 aborted = true;
                 break;
             }
             Err(e) => {
-                log::error!("ring error: {e}");
+                log::error!("{name}: ring error: {e}");
                 aborted = true;
                 break;
+            }
+        };
+        let seq = frame.seq;
+        if seq <= last_seq {
+            // Sent twice by a restarted reader: already handled.
+            continue;
+        }
+        if last_seq == 0 {
+            // First record of this process: rebuild the tables as they were before it.
+            if let Some(j) = &journal {
+                let replayed = j.replay_before(seq, |s, payload| match codec::decode(payload) {
+                    Ok(record) => dispatcher.restore(record),
+                    Err(e) => log::error!("{name}: journal entry {s}: {e}"),
+                });
+                match replayed {
+                    Ok(0) => {}
+                    Ok(n) => log::debug!(
+                        "{name}: resuming at record {seq}; {n} entities restored from the journal"
+                    ),
+                    Err(e) => log::error!("{name}: {e}"),
+                }
+            }
+        }
+        last_seq = seq;
+        match codec::decode(frame.payload) {
+            Ok(record) => match &skip {
+                Some(s) if s.seq == seq => {
+                    write_dead_letter(s, &name, &record);
+                    dispatcher.skip(record);
+                }
+                _ => dispatcher.dispatch(seq, record),
+            },
+            Err(e) => {
+                decode_errors += 1;
+                log::error!("{name}: record {seq}: {e}; skipped");
             }
         }
     }
@@ -180,8 +295,7 @@ pub fn run_with_shutdown<H: Handler>(
     let missing = dispatcher.tables().missing();
     let (_, stats) = dispatcher.finish();
     log::debug!(
-        "{}: {} records, {} handler errors, {decode_errors} undecodable frames, unresolved references: {missing:?}",
-        config.name,
+        "{name}: {} records, {} handler errors, {decode_errors} undecodable frames, unresolved references: {missing:?}",
         stats.total(),
         stats.handler_errors
     );

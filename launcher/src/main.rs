@@ -1,48 +1,140 @@
-//! `sf-launch PIPELINE.json [PATH]`: runs a SysFlow pipeline as separate processes.
+//! `sf-launch PIPELINE.json [PATH]`: runs a SysFlow pipeline as separate, supervised
+//! processes; `sf-launch ctl status|restart NAME|stop` controls a running one.
 //!
 //! Reads the pipeline file (reference `sf-processor` format), creates one shared-memory ring
-//! per handler block (a memfd: the kernel frees it when the last process holding it exits, so
-//! nothing is left in `/dev/shm` whatever dies), spawns one process per handler and one reader
-//! process that publishes every record of PATH into every ring, then waits until every handler
-//! has consumed the whole input.
+//! per handler block and the entity journal (memfds: the kernel frees them when the last
+//! process holding them exits, so nothing is left behind whatever dies), spawns one process per
+//! handler and one reader process that publishes every record of PATH into every ring, and
+//! supervises them until every handler has consumed the whole input.
 //!
 //! Exit status: 0 when the reader read everything and every handler finished; 1 when a process
-//! failed (the message names it); 2 when the pipeline could not start (bad pipeline file,
-//! unknown handler, missing trace), before anything was spawned.
+//! failed for good (the message names it); 2 when the pipeline could not start (bad pipeline
+//! file, unknown handler, missing trace), before anything was spawned; 130 when a second
+//! SIGINT/SIGTERM killed everything.
 
-mod launch;
+mod control;
+mod plan;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use serde_json::json;
 use sf_processor::logging::{self, LogLevel};
 
 /// Runs a SysFlow pipeline: a reader process and one process per handler, connected by
-/// shared-memory rings.
+/// shared-memory rings, supervised.
 #[derive(Debug, Parser)]
-#[command(name = "sf-launch", version, about)]
-struct Args {
+#[command(
+    name = "sf-launch",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
     /// Log level of every process: trace, debug, info, warn, error, quiet.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log: LogLevel,
-    /// Size of each handler's ring, in bytes (rounded up to a power of two).
-    #[arg(long, default_value_t = launch::DEFAULT_RING_BYTES, value_name = "BYTES")]
+    /// Size of each handler's ring, in bytes (rounded up to a power of two); a block's
+    /// `ring_size` overrides it.
+    #[arg(long, default_value_t = plan::DEFAULT_RING_BYTES, value_name = "BYTES")]
     ring_size: usize,
+    /// Where records skipped after crashing a handler repeatedly are written (JSON lines).
+    #[arg(long, default_value = "sf-deadletter.jsonl", value_name = "FILE")]
+    dead_letter: PathBuf,
     /// The pipeline file, e.g. resources/pipelines/pipeline.printer.json.
-    pipeline: PathBuf,
+    #[arg(required = true)]
+    pipeline: Option<PathBuf>,
     /// A SysFlow trace file or a directory of trace files.
     path: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Controls a running pipeline of this user.
+    Ctl {
+        /// The sf-launch process to talk to (needed when several pipelines run).
+        #[arg(long)]
+        pid: Option<u32>,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlAction {
+    /// Per process: pid, state, records handled, lag behind the reader, restarts, drops, rate.
+    Status {
+        /// Print the reply as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restarts one handler now (its binary is started again from its path, so a rebuilt
+    /// binary is the one that runs); it resumes where it stopped.
+    Restart {
+        /// The handler's name, as `status` shows it.
+        name: String,
+    },
+    /// Stops the pipeline: the reader stops, the handlers finish what was read.
+    Stop,
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Ctl { pid, action }) => ctl(pid, action),
+        None => run(cli.run),
+    }
+}
+
+fn ctl(pid: Option<u32>, action: CtlAction) -> ExitCode {
+    let request = match &action {
+        CtlAction::Status { .. } => json!({"cmd": "status"}),
+        CtlAction::Restart { name } => json!({"cmd": "restart", "name": name}),
+        CtlAction::Stop => json!({"cmd": "stop"}),
+    };
+    match control::call(pid, &request) {
+        Ok(reply) => {
+            match action {
+                CtlAction::Status { json: true } => println!("{reply}"),
+                CtlAction::Status { json: false } => print!("{}", control::status_table(&reply)),
+                _ => {
+                    if let Some(m) = reply["message"].as_str() {
+                        println!("{m}");
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sf-launch ctl: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
     logging::init(Some(args.log));
-    let plan = match launch::Plan::new(
-        &args.pipeline,
+    let Some(pipeline) = args.pipeline else {
+        eprintln!("sf-launch: error: no pipeline file given");
+        return ExitCode::from(2);
+    };
+    let plan = match plan::Plan::new(
+        &pipeline,
         args.path.as_deref(),
         args.log,
         args.ring_size,
+        args.dead_letter,
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -51,19 +143,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let status = match plan.run() {
-        Ok(outcome) if outcome.is_success() => ExitCode::SUCCESS,
-        Ok(outcome) => {
-            log::logger().flush();
-            eprintln!("sf-launch: error: {}", outcome.describe_failures());
-            ExitCode::from(1)
+    let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
+    log::logger().flush();
+    match outcome {
+        Ok(o) if o.is_success() => ExitCode::SUCCESS,
+        Ok(o) => {
+            eprintln!("sf-launch: error: {}", o.describe_failures());
+            ExitCode::from(if o.interrupted() { 130 } else { 1 })
         }
         Err(e) => {
-            log::logger().flush();
             eprintln!("sf-launch: error: {e:#}");
             ExitCode::from(1)
         }
-    };
-    log::logger().flush();
-    status
+    }
 }

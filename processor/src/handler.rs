@@ -17,6 +17,27 @@ use crate::model::{
 };
 use crate::tables::{Context, EntityTables, Refs};
 
+/// The environment through which `sf-launch` hands a handler process its ring, journal and
+/// configuration (read by the handler SDK's `run`).
+pub mod env {
+    /// Number of the inherited ring file descriptor.
+    pub const RING_FD: &str = "SF_RING_FD";
+    /// Number of the inherited entity-journal file descriptor.
+    pub const JOURNAL_FD: &str = "SF_JOURNAL_FD";
+    /// The handler's name (its `handler` key).
+    pub const NAME: &str = "SF_HANDLER_NAME";
+    /// The handler's pipeline block, as JSON.
+    pub const CONFIG: &str = "SF_HANDLER_CONFIG";
+    /// The launcher's PID: a handler whose parent is not it exits.
+    pub const LAUNCHER_PID: &str = "SF_LAUNCHER_PID";
+    /// A record to skip (its sequence number), after the handler crashed on it repeatedly.
+    pub const SKIP_SEQ: &str = "SF_SKIP_SEQ";
+    /// Why that record is skipped, e.g. `killed by signal 11 (SIGSEGV) 3 times in a row`.
+    pub const SKIP_REASON: &str = "SF_SKIP_REASON";
+    /// The dead-letter file (JSON lines) the skipped record is appended to.
+    pub const DEAD_LETTER: &str = "SF_DEAD_LETTER";
+}
+
 /// What a handler method returns: an error is logged with the record's sequence number and
 /// counted; the pipeline goes on.
 pub type HandlerResult = Result<(), Box<dyn Error + Send + Sync>>;
@@ -209,8 +230,27 @@ impl<H: Handler> Dispatcher<H> {
         };
         if let Err(e) = result {
             self.stats.handler_errors += 1;
-            log::error!("handler error on record {seq}: {e}");
+            // The first ten, then one in a thousand: a handler failing on every record must
+            // not flood the log.
+            let n = self.stats.handler_errors;
+            if n <= 10 || n.is_multiple_of(1000) {
+                log::error!("handler error on record {seq}: {e} ({n} handler errors so far)");
+            }
         }
+    }
+
+    /// Stores an entity record replayed from the entity journal (a restarted handler
+    /// rebuilding its tables): the handler is not called and nothing is counted. Flows and
+    /// events are ignored.
+    pub fn restore(&mut self, record: Record) {
+        let _ = self.tables.store(record);
+    }
+
+    /// Stores an entity record without calling the handler, counting it as received (a
+    /// record the handler must skip, e.g. one it crashed on).
+    pub fn skip(&mut self, record: Record) {
+        self.stats.received[record.kind() as usize] += 1;
+        let _ = self.tables.store(record);
     }
 
     /// The handler.

@@ -7,12 +7,14 @@
 //! - [`tables`]: the entity tables and the context of a record, built as the reference
 //!   `sysflowreader` does;
 //! - [`handler`]: the handler trait and the dispatch of records to it;
+//! - [`journal`]: the entity journal that rebuilds a restarted handler's tables;
 //! - [`pipeline`]: the pipeline configuration (`pipeline.json`);
 //! - [`logging`]: the log format shared by all processes.
 #![deny(missing_docs)]
 
 pub mod codec;
 pub mod handler;
+pub mod journal;
 pub mod logging;
 pub mod model;
 pub mod pipeline;

@@ -96,7 +96,9 @@ impl SfLogger {
 
 impl Log for SfLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // Libraries' debug chatter (apache-avro's) is not ours to show.
         metadata.level() <= self.level
+            && (metadata.level() <= Level::Info || !metadata.target().starts_with("apache_avro"))
     }
 
     fn log(&self, record: &Record<'_>) {

@@ -9,7 +9,7 @@
 //! and out of the data region. Every `unsafe` block carries a `// SAFETY:` comment and every
 //! Acquire/Release pair a `// SYNC POINT:` comment naming its partner.
 //!
-//! # Segment layout (layout version 1)
+//! # Segment layout (layout version 2)
 //!
 //! | offset | size | field | written by |
 //! |---|---|---|---|
@@ -22,7 +22,12 @@
 //! | 32 | 4 | `producer_pid` (informational) | producer |
 //! | 36 | 4 | `consumer_pid` (informational) | consumer |
 //! | 64 | 8 | `write_pos` (bytes ever published, monotonic) | producer |
+//! | 72 | 8 | `published_seq` (sequence number of the last frame published) | producer |
+//! | 80 | 8 | `dropped` (frames the producer chose not to write, see [`Producer::count_dropped`]) | producer |
 //! | 128 | 8 | `read_pos` (bytes ever acknowledged, monotonic) | consumer |
+//! | 136 | 8 | `inflight_seq` (sequence number being handled, see [`Consumer::begin`]) | consumer |
+//! | 144 | 8 | `handled_seq` (sequence number last handled, see [`Consumer::handled`]) | consumer |
+//! | 152 | 8 | `handled_count` (frames handled by every consumer so far) | consumer |
 //! | 192 | 4 | `data_epoch` (futex word the consumer sleeps on) | producer, third party |
 //! | 196 | 4 | `consumer_sleeping` (0/1) | consumer |
 //! | 256 | 4 | `space_epoch` (futex word the producer sleeps on) | consumer, third party |
@@ -111,7 +116,7 @@ pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SF-RING\0");
 
 /// Version of the segment layout described in the [module documentation](self); bumped on any
 /// change of the header or frame format.
-pub const RING_LAYOUT_VERSION: u32 = 1;
+pub const RING_LAYOUT_VERSION: u32 = 2;
 
 /// Length in bytes of a frame header (`len: u32`, `kind: u32`, `seq: u64`).
 pub const FRAME_HEADER_LEN: usize = 16;
@@ -285,10 +290,15 @@ struct RingHeader {
     _identity_pad: [u8; 24],
     // Line 1: written by the producer only.
     write_pos: AtomicU64,
-    _write_pad: [u8; 56],
+    published_seq: AtomicU64,
+    dropped: AtomicU64,
+    _write_pad: [u8; 40],
     // Line 2: written by the consumer only.
     read_pos: AtomicU64,
-    _read_pad: [u8; 56],
+    inflight_seq: AtomicU64,
+    handled_seq: AtomicU64,
+    handled_count: AtomicU64,
+    _read_pad: [u8; 32],
     // Line 3: the consumer's wait for data.
     data_epoch: AtomicU32,
     consumer_sleeping: AtomicU32,
@@ -310,7 +320,12 @@ const _: () = {
     assert!(std::mem::offset_of!(RingHeader, capacity) == 24);
     assert!(std::mem::offset_of!(RingHeader, consumer_pid) == 36);
     assert!(std::mem::offset_of!(RingHeader, write_pos) == 64);
+    assert!(std::mem::offset_of!(RingHeader, published_seq) == 72);
+    assert!(std::mem::offset_of!(RingHeader, dropped) == 80);
     assert!(std::mem::offset_of!(RingHeader, read_pos) == 128);
+    assert!(std::mem::offset_of!(RingHeader, inflight_seq) == 136);
+    assert!(std::mem::offset_of!(RingHeader, handled_seq) == 144);
+    assert!(std::mem::offset_of!(RingHeader, handled_count) == 152);
     assert!(std::mem::offset_of!(RingHeader, data_epoch) == 192);
     assert!(std::mem::offset_of!(RingHeader, space_epoch) == 256);
     assert!(std::mem::offset_of!(RingHeader, producer_wants) == 264);
@@ -955,6 +970,8 @@ pub struct Producer {
     cached_read: u64,
     /// Unpublished bytes that trigger a publication.
     threshold: u64,
+    /// Sequence number of the last frame written (published or not).
+    last_seq: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -996,6 +1013,7 @@ impl Producer {
         check_positions(read, write, shared.capacity)?;
         h.producer_pid.store(std::process::id(), Ordering::Relaxed);
         h.producer_sleeping.store(0, Ordering::Relaxed);
+        let last_seq = h.published_seq.load(Ordering::Relaxed);
         let capacity = shared.capacity;
         Ok(Self {
             shared,
@@ -1004,6 +1022,7 @@ impl Producer {
             published: write,
             cached_read: read,
             threshold: batch_threshold(capacity),
+            last_seq,
             _not_sync: PhantomData,
         })
     }
@@ -1027,6 +1046,19 @@ impl Producer {
     /// Producer position in bytes since the start of the stream, unpublished frames included.
     pub fn position(&self) -> u64 {
         self.write
+    }
+
+    /// Sequence number of the last frame published by this ring's producers so far, as the
+    /// header records it (0 before the first): a restarted producer resumes after it.
+    pub fn published_seq(&self) -> u64 {
+        self.shared.header().published_seq.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` frames the caller chose not to write (overflow policy `drop`), for monitors.
+    pub fn count_dropped(&mut self, n: u64) {
+        let h = self.shared.header();
+        h.dropped
+            .store(h.dropped.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
     /// Writes one frame, blocking while the ring is full (spinning briefly, then sleeping on the
@@ -1075,6 +1107,7 @@ impl Producer {
             return Ok(false);
         }
         self.write_frame(seq, payload);
+        self.last_seq = seq;
         if self.write - self.published >= self.threshold {
             self.publish();
         }
@@ -1180,6 +1213,10 @@ impl Producer {
         // `Consumer::refresh_write` and `Consumer::wait_for_data`: the frames before it are
         // visible to a consumer that sees the position.
         h.write_pos.store(self.write, Ordering::Release);
+        // Informational (the launcher, a restarted producer): stored after `write_pos`, so a
+        // producer dying between the two stores makes a successor re-send frames (which
+        // consumers drop by sequence number), never skip one.
+        h.published_seq.store(self.last_seq, Ordering::Relaxed);
         self.published = self.write;
         // SYNC POINT: SeqCst fence, pairs with the SeqCst fence in `wait_until` run by the
         // consumer between raising `consumer_sleeping` and re-checking `write_pos`.
@@ -1311,6 +1348,8 @@ pub struct Consumer {
     cached_write: u64,
     /// Released-but-unpublished bytes that trigger a publication.
     threshold: u64,
+    /// Sequence number of the frame last returned, until it is released.
+    current: Option<u64>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -1360,6 +1399,9 @@ impl Consumer {
         h.consumer_pid.store(std::process::id(), Ordering::Relaxed);
         h.consumer_sleeping.store(0, Ordering::Relaxed);
         h.state.fetch_and(!STATE_CONSUMER_GONE, Ordering::SeqCst);
+        // Nothing in progress in this consumer yet (a predecessor may have died mid-record).
+        h.inflight_seq
+            .store(h.handled_seq.load(Ordering::Relaxed), Ordering::Relaxed);
         let capacity = shared.capacity;
         Ok(Self {
             shared,
@@ -1369,6 +1411,7 @@ impl Consumer {
             published: read,
             cached_write: write,
             threshold: batch_threshold(capacity),
+            current: None,
             _not_sync: PhantomData,
         })
     }
@@ -1391,6 +1434,7 @@ impl Consumer {
     /// header (the consumer stays at the bad position).
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Next<'_>, RingError> {
         self.released = self.pos;
+        self.mark_handled();
         if self.shared.header().state.load(Ordering::Relaxed) & STATE_ABORTED != 0 {
             return Ok(Next::Aborted);
         }
@@ -1448,6 +1492,11 @@ impl Consumer {
         };
         // Paddings skipped and the previous frame are consumed; this frame is not yet.
         self.released = start;
+        self.current = Some(seq);
+        self.shared
+            .header()
+            .inflight_seq
+            .store(seq, Ordering::Relaxed);
         let offset = (start & self.mask) as usize + FRAME_HEADER_LEN;
         // SAFETY: `offset + len <= capacity` (checked against `tail` above), inside the data
         // mapping; the bytes were published by the producer's Release store of `write_pos`
@@ -1464,11 +1513,26 @@ impl Consumer {
         Ok(Next::Frame(Frame { seq, payload }))
     }
 
-    /// Publishes the consumer position now, acknowledging every frame before the one last
-    /// returned (which is acknowledged by the next call of [`Consumer::next`]); e.g. before a
-    /// long pause.
+    /// Acknowledges every frame returned so far, the last one included (it is handled: no
+    /// borrow of it can be alive), and publishes the consumer position now, e.g. before a
+    /// long pause or on shutdown.
     pub fn commit(&mut self) {
+        self.released = self.pos;
+        self.mark_handled();
         self.publish();
+    }
+
+    /// Progress for monitors: the frame last returned is handled. `inflight_seq` (set when a
+    /// frame is returned) above `handled_seq` means a record is being handled.
+    fn mark_handled(&mut self) {
+        if let Some(seq) = self.current.take() {
+            let h = self.shared.header();
+            h.handled_seq.store(seq, Ordering::Relaxed);
+            h.handled_count.store(
+                h.handled_count.load(Ordering::Relaxed) + 1,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Read position in bytes since the start of the stream: just after the frame last
@@ -1647,6 +1711,32 @@ impl RingMonitor {
         self.header().write_pos.load(Ordering::Relaxed)
     }
 
+    /// Sequence number of the last frame the producer published.
+    pub fn published_seq(&self) -> u64 {
+        self.header().published_seq.load(Ordering::Relaxed)
+    }
+
+    /// Frames the producer chose not to write (overflow policy `drop`).
+    pub fn dropped(&self) -> u64 {
+        self.header().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sequence number the consumer is handling, or last handled (see [`Consumer::begin`]).
+    pub fn inflight_seq(&self) -> u64 {
+        self.header().inflight_seq.load(Ordering::Relaxed)
+    }
+
+    /// Sequence number the consumer handled last (see [`Consumer::handled`]).
+    pub fn handled_seq(&self) -> u64 {
+        self.header().handled_seq.load(Ordering::Relaxed)
+    }
+
+    /// Frames handled by every consumer of this ring so far (duplicates after a restart
+    /// included).
+    pub fn handled_count(&self) -> u64 {
+        self.header().handled_count.load(Ordering::Relaxed)
+    }
+
     /// Acknowledged consumer position, in bytes since the start of the stream.
     pub fn read_pos(&self) -> u64 {
         self.header().read_pos.load(Ordering::Relaxed)
@@ -1696,6 +1786,13 @@ impl RingMonitor {
     /// pushes fail.
     pub fn abort(&self) {
         self.set_and_wake(STATE_ABORTED);
+    }
+
+    /// Sets [`STATE_CLOSED`] on behalf of a producer that died for good and wakes both sides:
+    /// the consumer drains what was published and sees the end. (Frames the dead producer
+    /// wrote but never published are not visible, so this is safe at any moment.)
+    pub fn close(&self) {
+        self.set_and_wake(STATE_CLOSED);
     }
 
     /// Sets [`STATE_CONSUMER_GONE`] and wakes both sides: a producer blocked on the full ring

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use sf_processor::ring::{
-    Consumer, Next, Producer, PushError, RING_MAGIC, RingError, RingMonitor, RingSegment,
+    Consumer, Next, Producer, PushError, RING_LAYOUT_VERSION, RING_MAGIC, RingError, RingMonitor,
+    RingSegment,
 };
 
 const WIRE: u32 = 4;
@@ -174,13 +175,14 @@ fn ring_bad_magic_and_layout_version() {
             err,
             RingError::LayoutVersion {
                 found: 99,
-                expected: 1
+                expected: RING_LAYOUT_VERSION
             }
         ),
         "{err}"
     );
 
-    file.write_at(&1u32.to_ne_bytes(), 8).unwrap();
+    file.write_at(&RING_LAYOUT_VERSION.to_ne_bytes(), 8)
+        .unwrap();
     file.write_at(&12345u64.to_ne_bytes(), 24).unwrap();
     let err = RingMonitor::attach(segment.fd()).unwrap_err();
     assert!(
@@ -311,4 +313,59 @@ fn ring_idle_consumer_sleeps_instead_of_spinning() {
         cpu < Duration::from_millis(50),
         "idle wait used {cpu:?} of CPU"
     );
+}
+
+#[test]
+fn ring_progress_counters_are_visible_to_the_monitor() {
+    let segment = RingSegment::create("sf-ring-test-progress", 64 * 1024, WIRE).unwrap();
+    let monitor = segment.monitor().unwrap();
+    let mut producer = Producer::attach(dup(&segment), WIRE).unwrap();
+    let mut consumer = Consumer::attach(dup(&segment), WIRE).unwrap();
+    for seq in 1..=3 {
+        producer.push(seq, b"x").unwrap();
+    }
+    assert_eq!(
+        monitor.published_seq(),
+        0,
+        "nothing published before a flush"
+    );
+    producer.flush();
+    assert_eq!(monitor.published_seq(), 3);
+    producer.count_dropped(2);
+    assert_eq!(monitor.dropped(), 2);
+    let Next::Frame(f) = consumer.next(Some(Duration::from_secs(5))).unwrap() else {
+        panic!("no frame")
+    };
+    assert_eq!(f.seq, 1);
+    // Returned, not yet handled.
+    assert_eq!((monitor.inflight_seq(), monitor.handled_seq()), (1, 0));
+    let Next::Frame(f) = consumer.next(Some(Duration::from_secs(5))).unwrap() else {
+        panic!("no frame")
+    };
+    assert_eq!(f.seq, 2);
+    assert_eq!(
+        (
+            monitor.inflight_seq(),
+            monitor.handled_seq(),
+            monitor.handled_count()
+        ),
+        (2, 1, 1)
+    );
+    consumer.commit();
+    assert_eq!(
+        (
+            monitor.inflight_seq(),
+            monitor.handled_seq(),
+            monitor.handled_count()
+        ),
+        (2, 2, 2)
+    );
+    // A new consumer starts with nothing in progress.
+    drop(consumer);
+    let _consumer = Consumer::attach(dup(&segment), WIRE).unwrap();
+    assert_eq!((monitor.inflight_seq(), monitor.handled_seq()), (2, 2));
+    // A restarted producer resumes with the published sequence number.
+    drop(producer);
+    let again = Producer::attach(dup(&segment), WIRE).unwrap();
+    assert_eq!(again.published_seq(), 3);
 }

@@ -6,14 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sf_processor::codec;
+use sf_processor::journal::JournalWriter;
 use sf_processor::model::{Record, RecordKind};
 use sf_processor::ring::{Producer, PushError};
 
 use crate::avro;
 
 /// The trace files of `path`: itself if it is a file, else the regular files directly in it,
-/// sorted by name.
+/// sorted by name, hidden files (names starting with `.`) left out. An empty directory is
+/// reported with a warning.
 ///
 /// # Errors
 /// A message naming `path` when it does not exist or cannot be listed.
@@ -28,11 +33,15 @@ pub fn input_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("{}: cannot list directory: {e}", path.display()))?;
         let p = entry.path();
-        if std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
             files.push(p);
         }
     }
     files.sort();
+    if files.is_empty() {
+        log::warn!("{}: no trace file in this directory", path.display());
+    }
     Ok(files)
 }
 
@@ -54,13 +63,99 @@ impl ReadSummary {
     }
 }
 
-/// Publishes records to every handler ring, with sequence numbers.
+/// What to do with a record when a handler's ring is full (the `overflow` key of its block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Wait for the handler (lossless; the default).
+    #[default]
+    Block,
+    /// Drop flows and events (counted in the ring header); entities are queued in the reader
+    /// and delivered as soon as there is room, never dropped.
+    Drop,
+}
+
+/// One handler's ring as the reader publishes into it.
+#[derive(Debug)]
+pub struct Target {
+    producer: Producer,
+    name: String,
+    overflow: Overflow,
+    /// Records up to this sequence number are already in the ring (a restarted reader).
+    skip_until: u64,
+    /// Entities waiting for room (overflow `drop` only).
+    pending: VecDeque<(u64, Vec<u8>)>,
+    dropped: u64,
+}
+
+impl Target {
+    /// A ring named `name` (the handler's label) with its overflow policy. Records the ring
+    /// already holds (`Producer::published_seq`) are not published again.
+    pub fn new(producer: Producer, name: String, overflow: Overflow) -> Self {
+        let skip_until = producer.published_seq();
+        if skip_until > 0 {
+            log::debug!("ring of {name}: resuming after record {skip_until}");
+        }
+        Target {
+            producer,
+            name,
+            overflow,
+            skip_until,
+            pending: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Delivers queued entities while there is room; true when none is left.
+    fn drain_pending(&mut self) -> Result<bool, PushError> {
+        while let Some((seq, payload)) = self.pending.front() {
+            if !self.producer.try_push(*seq, payload)? {
+                return Ok(false);
+            }
+            self.pending.pop_front();
+        }
+        Ok(true)
+    }
+
+    fn push(&mut self, seq: u64, payload: &[u8], entity: bool) -> Result<(), PushError> {
+        if seq <= self.skip_until {
+            return Ok(());
+        }
+        match self.overflow {
+            Overflow::Block => self.producer.push(seq, payload),
+            Overflow::Drop => {
+                let clear = self.drain_pending()?;
+                if clear && self.producer.try_push(seq, payload)? {
+                    return Ok(());
+                }
+                if entity {
+                    self.pending.push_back((seq, payload.to_vec()));
+                } else {
+                    self.dropped += 1;
+                    self.producer.count_dropped(1);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Delivers queued entities, waiting for room: the end of the input.
+    fn finish(&mut self) -> Result<(), PushError> {
+        while let Some((seq, payload)) = self.pending.pop_front() {
+            self.producer.push(seq, &payload)?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes records to every handler ring, with sequence numbers, and entity records to
+/// the entity journal first.
 #[derive(Debug)]
 pub struct Publisher {
-    rings: Vec<Option<Producer>>,
-    names: Vec<String>,
+    rings: Vec<Option<Target>>,
+    journal: Option<JournalWriter>,
     seq: u64,
     buf: Vec<u8>,
+    undeliverable: u64,
 }
 
 /// The rings are all gone (every consumer died or the launcher aborted).
@@ -68,18 +163,20 @@ pub struct Publisher {
 pub struct NoConsumers;
 
 impl Publisher {
-    /// A publisher over `rings`, named for messages (`names[i]` for `rings[i]`).
-    pub fn new(rings: Vec<Producer>, names: Vec<String>) -> Self {
+    /// A publisher over `rings`, journaling entities into `journal` when given.
+    pub fn new(rings: Vec<Target>, journal: Option<JournalWriter>) -> Self {
         Publisher {
             rings: rings.into_iter().map(Some).collect(),
-            names,
+            journal,
             seq: 0,
             buf: Vec::with_capacity(4096),
+            undeliverable: 0,
         }
     }
 
-    /// Serializes `record` once and pushes it into every live ring, blocking while a ring is
-    /// full. A ring whose consumer is gone is dropped with an error message.
+    /// Serializes `record` once, appends it to the journal if it is an entity, and pushes it
+    /// into every live ring, blocking while a ring of overflow policy `block` is full. A ring
+    /// whose consumer is gone for good is dropped with an error message.
     ///
     /// # Errors
     /// [`NoConsumers`] when no ring is left or the launcher aborted the pipeline.
@@ -89,24 +186,39 @@ impl Publisher {
             log::error!("record {}: cannot serialize: {e}; skipped", self.seq);
             return Ok(());
         }
-        for (slot, name) in self.rings.iter_mut().zip(&self.names) {
+        let entity = record.kind().is_entity();
+        if entity && let Some(journal) = &mut self.journal {
+            // Before any ring sees it: a handler resuming after this record finds it there.
+            if let Err(e) = journal.append(self.seq, &self.buf) {
+                log::error!(
+                    "record {}: {e}; handlers restarted later may miss this entity",
+                    self.seq
+                );
+            }
+        }
+        for slot in &mut self.rings {
             let Some(ring) = slot else { continue };
-            match ring.push(self.seq, &self.buf) {
+            match ring.push(self.seq, &self.buf, entity) {
                 Ok(()) => {}
                 Err(PushError::ConsumerGone) => {
-                    log::error!("handler {name} is gone; it gets no more records");
+                    log::error!("handler {} is gone; it gets no more records", ring.name);
                     *slot = None;
                 }
                 Err(PushError::Aborted) => return Err(NoConsumers),
                 Err(e @ PushError::TooLarge { .. }) => {
+                    self.undeliverable += 1;
                     log::error!(
-                        "record {} ({}): {e}; skipped for handler {name}",
+                        "record {} ({}): {e}; skipped for handler {}",
                         self.seq,
-                        record.kind()
+                        record.kind(),
+                        ring.name
                     );
                 }
                 Err(e) => {
-                    log::error!("ring of handler {name}: {e}; it gets no more records");
+                    log::error!(
+                        "ring of handler {}: {e}; it gets no more records",
+                        ring.name
+                    );
                     *slot = None;
                 }
             }
@@ -118,23 +230,45 @@ impl Publisher {
         }
     }
 
+    /// Sequence number of the last record published.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Deliveries that failed because the record was larger than a ring's largest frame.
+    pub fn undeliverable(&self) -> u64 {
+        self.undeliverable
+    }
+
     /// Makes everything pushed so far visible to the consumers.
     pub fn flush(&mut self) {
         for ring in self.rings.iter_mut().flatten() {
-            ring.flush();
+            ring.producer.flush();
         }
     }
 
-    /// Flushes and closes every ring: the handlers drain them and finish.
+    /// Delivers queued entities, flushes and closes every ring: the handlers drain them and
+    /// finish. (The launcher reports the drops, which the ring headers count.)
     pub fn close(self) {
-        for ring in self.rings.into_iter().flatten() {
-            ring.close();
+        for mut ring in self.rings.into_iter().flatten() {
+            if let Err(e) = ring.finish() {
+                log::error!("ring of handler {}: {e}", ring.name);
+            }
+            if ring.dropped > 0 {
+                log::warn!(
+                    "handler {}: {} records dropped (overflow policy drop)",
+                    ring.name,
+                    ring.dropped
+                );
+            }
+            ring.producer.close();
         }
     }
 }
 
 /// Reads every trace file of `path` and publishes its records. A file that fails midway is
 /// reported with the error (which names the file and where) and the next file is read.
+/// Stops early, between two records, once `stop` is set.
 ///
 /// # Errors
 /// [`NoConsumers`] when there is nobody left to publish to.
@@ -142,8 +276,12 @@ pub fn read_into(
     files: &[PathBuf],
     publisher: &mut Publisher,
     summary: &mut ReadSummary,
+    stop: &AtomicBool,
 ) -> Result<(), NoConsumers> {
     for file in files {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let reader = match avro::open(file) {
             Ok(r) => r,
             Err(e) => {
@@ -154,6 +292,10 @@ pub fn read_into(
         };
         let mut failed = false;
         for item in reader {
+            if stop.load(Ordering::Relaxed) {
+                log::info!("stopping: {} records published", publisher.seq());
+                break;
+            }
             match item {
                 Ok(record) => {
                     summary.published[record.kind() as usize] += 1;

@@ -4,24 +4,34 @@
 //!
 //! Exit status: 0 when every file was read to its end, 1 when some file had errors (the
 //! records before the error were still published), 2 on a usage or start-up error, 3 when
-//! no handler is left to publish to.
+//! no handler is left to publish to, 4 when some records were larger than a ring's largest
+//! frame and could not be delivered. Killed by a signal or another status: the launcher
+//! restarts it, and it resumes after what each ring already holds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use sf_processor::codec::WIRE_VERSION;
+use sf_processor::handler::env;
+use sf_processor::journal::JournalWriter;
 use sf_processor::logging::{self, LogLevel};
 use sf_processor::ring::{Producer, RingSegment};
-use sf_reader::driver::{self, Publisher, ReadSummary};
+use sf_reader::driver::{self, Overflow, Publisher, ReadSummary, Target};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// Reads SysFlow traces and publishes their records into handler rings.
 #[derive(Debug, Parser)]
 #[command(name = "sf-reader", version)]
 struct Args {
-    /// An inherited ring file descriptor to publish into, one per handler (`NAME=FD`).
-    #[arg(long = "ring", value_name = "NAME=FD", required = true)]
+    /// An inherited ring file descriptor to publish into, one per handler, with the
+    /// handler's overflow policy (`NAME=FD`, or `NAME=FD:drop`).
+    #[arg(long = "ring", value_name = "NAME=FD[:drop]", required = true)]
     rings: Vec<String>,
+    /// The inherited entity-journal file descriptor.
+    #[arg(long, value_name = "FD")]
+    journal: Option<i32>,
     /// Log level: trace, debug, info, warn, error, quiet (default: $SF_LOG, else info).
     #[arg(long)]
     log: Option<LogLevel>,
@@ -38,30 +48,62 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> ExitCode {
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         log::warn!("cannot set the parent-death signal: {e}");
     }
-    let mut producers = Vec::new();
-    let mut names = Vec::new();
+    // The launcher may have died before the request above.
+    if let Some(launcher) = std::env::var(env::LAUNCHER_PID)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), None)
+            == Err(nix::errno::Errno::ESRCH)
+    {
+        log::error!("the launcher (pid {launcher}) is gone; exiting");
+        return ExitCode::from(3);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)) {
+        log::warn!("cannot handle SIGTERM: {e}");
+    }
+    let mut targets = Vec::new();
     for spec in &args.rings {
-        let Some((name, fd)) = spec
-            .split_once('=')
-            .and_then(|(n, f)| Some((n, f.parse().ok()?)))
-        else {
-            log::error!("--ring {spec:?}: expected NAME=FD");
+        let parsed = spec.split_once('=').and_then(|(n, rest)| {
+            let (fd, overflow) = match rest.split_once(':') {
+                None => (rest, Overflow::Block),
+                Some((fd, "drop")) => (fd, Overflow::Drop),
+                Some((fd, "block")) => (fd, Overflow::Block),
+                Some(_) => return None,
+            };
+            Some((n, fd.parse().ok()?, overflow))
+        });
+        let Some((name, fd, overflow)) = parsed else {
+            log::error!("--ring {spec:?}: expected NAME=FD or NAME=FD:drop");
             return ExitCode::from(2);
         };
         match RingSegment::open_inherited(fd)
             .and_then(|seg| Producer::attach(seg.into_fd(), WIRE_VERSION))
         {
-            Ok(p) => producers.push(p),
+            Ok(p) => targets.push(Target::new(p, name.to_owned(), overflow)),
             Err(e) => {
                 log::error!("ring of handler {name} (fd {fd}): {e}");
                 return ExitCode::from(2);
             }
         }
-        names.push(name.to_owned());
     }
+    let journal = match args.journal {
+        None => None,
+        Some(fd) => match RingSegment::open_inherited(fd)
+            .map_err(|e| e.to_string())
+            .and_then(|seg| {
+                JournalWriter::attach(seg.into_fd(), WIRE_VERSION).map_err(|e| e.to_string())
+            }) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                log::error!("entity journal (fd {fd}): {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let files = match driver::input_files(&args.path) {
         Ok(f) => f,
         Err(e) => {
@@ -69,9 +111,10 @@ fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut publisher = Publisher::new(producers, names);
+    let mut publisher = Publisher::new(targets, journal);
     let mut summary = ReadSummary::default();
-    let outcome = driver::read_into(&files, &mut publisher, &mut summary);
+    let outcome = driver::read_into(&files, &mut publisher, &mut summary, &stop);
+    let undeliverable = publisher.undeliverable();
     publisher.close();
     log::debug!("{}", driver::describe(&summary));
     match outcome {
@@ -83,6 +126,7 @@ fn run(args: Args) -> ExitCode {
             ExitCode::from(3)
         }
         Ok(()) if summary.files_failed > 0 => ExitCode::from(1),
+        Ok(()) if undeliverable > 0 => ExitCode::from(4),
         Ok(()) => ExitCode::SUCCESS,
     }
 }

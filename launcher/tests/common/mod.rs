@@ -28,7 +28,12 @@ pub fn shared() -> PathBuf {
 /// The `sf-launch` binary; the reader and handlers are built beside it by `cargo test --workspace`.
 pub fn sf_launch() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch"));
-    for sibling in ["sf-reader", "sf-handler-printer", "sf-handler-stats"] {
+    for sibling in [
+        "sf-reader",
+        "sf-handler-printer",
+        "sf-handler-stats",
+        "sf-handler-probe",
+    ] {
         assert!(
             exe.with_file_name(sibling).exists(),
             "{sibling} is not built next to sf-launch: run the tests with `cargo test --workspace`"
@@ -206,7 +211,13 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 /// type -> count). The earliest layout's `ProcessFlow` records are counted as `ProcessEvent`,
 /// as TRACES.md explains.
 pub fn expected_counts() -> BTreeMap<String, BTreeMap<String, u64>> {
-    let text = std::fs::read_to_string(shared().join("TRACES.md")).expect("read shared/TRACES.md");
+    let path = shared().join("TRACES.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the tests need ../shared beside the checkout)",
+            path.display()
+        )
+    });
     let mut all = BTreeMap::new();
     for line in text.lines() {
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -277,4 +288,97 @@ pub fn parse_stats_table(stdout: &str) -> BTreeMap<String, u64> {
         counts.insert(name.to_owned(), n);
     }
     counts
+}
+
+/// Polls `cond` every 10 ms until it holds, failing the test with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `sf-launch ctl --pid PID ARGS` and returns (exit code, stdout, stderr).
+pub fn ctl(pid: u32, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(sf_launch())
+        .arg("ctl")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sf-launch ctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctl status --json` of pipeline `pid`: name -> process object.
+pub fn status(pid: u32) -> BTreeMap<String, serde_json::Value> {
+    let (code, out, err) = ctl(pid, &["status", "--json"]);
+    assert_eq!(code, Some(0), "ctl status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    v["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap_or_default().to_owned(), p.clone()))
+        .collect()
+}
+
+/// Writes a pipeline file with the given blocks (JSON objects) into `dir`.
+pub fn write_blocks(dir: &Path, blocks: &[serde_json::Value]) -> PathBuf {
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, serde_json::json!({ "pipeline": blocks }).to_string()).unwrap();
+    path
+}
+
+/// One line of the probe handler's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeLine {
+    pub seq: u64,
+    /// Everything after the sequence number: kind and context.
+    pub rest: String,
+}
+
+/// Reads a probe output file.
+pub fn probe_lines(path: &Path) -> Vec<ProbeLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let (seq, rest) = l.split_once('\t').expect("probe line");
+            ProbeLine {
+                seq: seq.parse().expect("probe seq"),
+                rest: rest.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// A directory holding `copies` copies of `trace` (named 000, 001, ...), read in that order.
+pub fn copies_dir(dir: &Path, trace: &Path, copies: usize) -> PathBuf {
+    let out = dir.join("input");
+    std::fs::create_dir_all(&out).unwrap();
+    for i in 0..copies {
+        std::fs::copy(trace, out.join(format!("{i:03}"))).unwrap();
+    }
+    out
+}
+
+/// The child of `launcher` running `exe_name` whose handler block mentions `needle`
+/// (in its `SF_HANDLER_CONFIG`), if any.
+pub fn child_with(launcher: u32, exe_name: &str, needle: &str) -> Option<u32> {
+    children_of(launcher).into_iter().find(|p| {
+        exe_of(*p).is_some_and(|e| e.ends_with(exe_name))
+            && std::fs::read(format!("/proc/{p}/environ"))
+                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+    })
 }

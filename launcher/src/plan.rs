@@ -1,0 +1,377 @@
+//! Checking a pipeline before anything starts: the pipeline file, every handler binary and
+//! its supervision settings, the reader binary, the input path.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use sf_processor::logging::LogLevel;
+use sf_processor::pipeline::{self, HandlerBlock, Pipeline};
+
+/// Default size of a handler's ring.
+pub const DEFAULT_RING_BYTES: usize = 4 << 20;
+/// Smallest ring accepted: records larger than half a ring cannot be delivered.
+pub const MIN_RING_BYTES: usize = 64 << 10;
+/// Largest ring accepted.
+pub const MAX_RING_BYTES: usize = 1 << 30;
+
+fn check_ring_size(bytes: usize, what: &str) -> anyhow::Result<()> {
+    if !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&bytes) {
+        bail!(
+            "{what}: ring size of {bytes} bytes is out of range ({MIN_RING_BYTES} to {MAX_RING_BYTES} bytes)"
+        );
+    }
+    Ok(())
+}
+
+/// Prefix of a handler binary's file name: handler `printer` is `sf-handler-printer`.
+pub const HANDLER_BIN_PREFIX: &str = "sf-handler-";
+
+/// When a handler that exited is started again (`restart` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// After any exit before the end of its input.
+    Always,
+    /// After a crash or a non-zero exit (the default).
+    OnFailure,
+    /// Never: a crash marks the handler failed.
+    Never,
+}
+
+/// What to do when a handler's ring is full (`overflow` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// The reader waits (lossless; the default).
+    Block,
+    /// Flows and events are dropped and counted; entities are never dropped.
+    Drop,
+}
+
+/// Supervision settings of one handler, from its pipeline block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Supervision {
+    /// `restart`: `always`, `on-failure` (default), `never`.
+    pub restart: RestartPolicy,
+    /// `restart_limit` (default 5) restarts within `restart_window_s` (default 10 s), as
+    /// systemd's `StartLimitBurst`/`StartLimitIntervalSec`; past it the handler is failed.
+    pub restart_limit: u32,
+    /// See `restart_limit`.
+    pub restart_window: Duration,
+    /// `backoff_initial_ms` (default 100): delay before the first restart, doubled after
+    /// each crash up to `backoff_max_ms` (default 5000).
+    pub backoff_initial: Duration,
+    /// See `backoff_initial`.
+    pub backoff_max: Duration,
+    /// `watchdog_ms` (default 60000, 0 = off): a handler that makes no progress for this long
+    /// while records wait for it is killed and restarted.
+    pub watchdog: Option<Duration>,
+    /// `poison_after` (default 3): crashes in a row on the same record after which the record
+    /// is written to the dead-letter file and skipped.
+    pub poison_after: u32,
+    /// `overflow`: `block` (default) or `drop`.
+    pub overflow: Overflow,
+    /// `ring_size` in bytes (default: `--ring-size`).
+    pub ring_bytes: usize,
+}
+
+/// One checked handler block.
+#[derive(Debug, Clone)]
+pub struct HandlerSpec {
+    /// The block.
+    pub block: HandlerBlock,
+    /// The executable.
+    pub binary: PathBuf,
+    /// Unique name in messages and `ctl`: the handler name, with its block index when the
+    /// same handler appears twice (`printer[1]`).
+    pub label: String,
+    /// Supervision settings.
+    pub supervision: Supervision,
+}
+
+/// A checked pipeline: every binary found, the input present. Nothing runs yet.
+#[derive(Debug)]
+pub struct Plan {
+    /// The pipeline file.
+    pub pipeline: Pipeline,
+    /// The trace file or directory.
+    pub input: PathBuf,
+    /// The reader executable.
+    pub reader: PathBuf,
+    /// The handlers, in block order.
+    pub handlers: Vec<HandlerSpec>,
+    /// Log level for every process.
+    pub log: LogLevel,
+    /// Where records skipped after repeated crashes are written.
+    pub dead_letter: PathBuf,
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The directory of the running `sf-launch`, where the reader and shipped handlers live.
+fn own_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the sf-launch executable")?;
+    Ok(exe.parent().map(Path::to_owned).unwrap_or_default())
+}
+
+/// The shipped handlers next to sf-launch, for hints.
+fn known_handlers(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(HANDLER_BIN_PREFIX))
+                .map(str::to_owned)
+        })
+        .filter(|n| !n.contains('.') && !n.contains('-'))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn find_handler(block: &HandlerBlock, pipeline: &Pipeline, dir: &Path) -> anyhow::Result<PathBuf> {
+    let at = |key: &str| format!("{}: {}.{key}", pipeline.source.display(), block.json_path());
+    if let Some(v) = block.attributes.get("binary") {
+        let Some(path) = v.as_str() else {
+            bail!(
+                "{}: expected a string (path of the handler binary)",
+                at("binary")
+            )
+        };
+        // Relative to the pipeline file; "./" keeps a bare name from being looked up on PATH.
+        let base = match pipeline.source.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let path = base.join(path);
+        if !is_executable(&path) {
+            bail!(
+                "{}: {} is not an executable file",
+                at("binary"),
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let file = format!("{HANDLER_BIN_PREFIX}{}", block.handler);
+    let beside = dir.join(&file);
+    if is_executable(&beside) {
+        return Ok(beside);
+    }
+    if let Some(found) = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(&file))
+        .find(|p| is_executable(p))
+    {
+        return Ok(found);
+    }
+    let known = known_handlers(dir);
+    bail!(
+        "{}: unknown handler {:?}: no executable {file:?} next to sf-launch ({}) or on PATH; build or install it, or set \"binary\" in the block to its path{}",
+        at("handler"),
+        block.handler,
+        dir.display(),
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (available: {})", known.join(", "))
+        }
+    )
+}
+
+/// Reads the supervision keys of `block`, with their defaults.
+fn supervision(
+    block: &HandlerBlock,
+    pipeline: &Pipeline,
+    default_ring: usize,
+) -> anyhow::Result<Supervision> {
+    let at = |key: &str| format!("{}: {}.{key}", pipeline.source.display(), block.json_path());
+    let get = |key: &str| block.attributes.get(key);
+    let uint = |key: &str, default: u64| -> anyhow::Result<u64> {
+        match get(key) {
+            None => Ok(default),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or(default)),
+            // The reference passes every attribute as a string: accept "5" too.
+            Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().unwrap_or(default)),
+            Some(other) => bail!(
+                "{}: expected a non-negative integer, found {other}",
+                at(key)
+            ),
+        }
+    };
+    let restart = match get("restart").map(|v| v.as_str()) {
+        None => RestartPolicy::OnFailure,
+        Some(Some("always")) => RestartPolicy::Always,
+        Some(Some("on-failure")) => RestartPolicy::OnFailure,
+        Some(Some("never")) => RestartPolicy::Never,
+        Some(_) => bail!(
+            "{}: expected \"always\", \"on-failure\" or \"never\"",
+            at("restart")
+        ),
+    };
+    let overflow = match get("overflow").map(|v| v.as_str()) {
+        None => Overflow::Block,
+        Some(Some("block")) => Overflow::Block,
+        Some(Some("drop")) => Overflow::Drop,
+        Some(_) => bail!("{}: expected \"block\" or \"drop\"", at("overflow")),
+    };
+    let watchdog_ms = uint("watchdog_ms", 60_000)?;
+    let poison_after = uint("poison_after", 3)?;
+    if poison_after == 0 {
+        bail!("{}: must be at least 1", at("poison_after"));
+    }
+    let ring_bytes = usize::try_from(uint("ring_size", default_ring as u64)?).unwrap_or(usize::MAX);
+    check_ring_size(ring_bytes, &at("ring_size"))?;
+    Ok(Supervision {
+        restart,
+        restart_limit: uint("restart_limit", 5)?.min(u64::from(u32::MAX)) as u32,
+        restart_window: Duration::from_secs(uint("restart_window_s", 10)?),
+        backoff_initial: Duration::from_millis(uint("backoff_initial_ms", 100)?),
+        backoff_max: Duration::from_millis(uint("backoff_max_ms", 5_000)?),
+        watchdog: (watchdog_ms > 0).then(|| Duration::from_millis(watchdog_ms)),
+        poison_after: poison_after.min(u64::from(u32::MAX)) as u32,
+        overflow,
+        ring_bytes,
+    })
+}
+
+impl Plan {
+    /// Checks everything that can be checked before spawning: the pipeline file, every
+    /// handler binary and setting, the reader binary, the input path.
+    ///
+    /// # Errors
+    /// A one-line message saying what is wrong and where.
+    pub fn new(
+        pipeline_path: &Path,
+        input: Option<&Path>,
+        log: LogLevel,
+        ring_bytes: usize,
+        dead_letter: PathBuf,
+    ) -> anyhow::Result<Plan> {
+        check_ring_size(ring_bytes, "--ring-size")?;
+        let pipeline = pipeline::load(pipeline_path)?;
+        let dir = own_dir()?;
+        let mut handlers = Vec::new();
+        for block in &pipeline.handlers {
+            let binary = find_handler(block, &pipeline, &dir)?;
+            let repeats = pipeline
+                .handlers
+                .iter()
+                .filter(|b| b.handler == block.handler)
+                .count()
+                > 1;
+            let label = if repeats {
+                format!("{}[{}]", block.handler, block.index)
+            } else {
+                block.handler.clone()
+            };
+            let supervision = supervision(block, &pipeline, ring_bytes)?;
+            handlers.push(HandlerSpec {
+                block: block.clone(),
+                binary,
+                label,
+                supervision,
+            });
+        }
+        let reader = dir.join("sf-reader");
+        if !is_executable(&reader) {
+            bail!(
+                "the reader executable {} is missing: build the workspace (cargo build --release)",
+                reader.display()
+            );
+        }
+        let Some(input) = input else {
+            bail!(
+                "no input: give a trace file or directory after the pipeline file (sf-launch PIPELINE.json PATH)"
+            );
+        };
+        if !input.exists() {
+            bail!("trace path {} does not exist", input.display());
+        }
+        // access(2), not open(2): opening a FIFO would wait for its writer.
+        let mode = if input.is_dir() {
+            nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK
+        } else {
+            nix::unistd::AccessFlags::R_OK
+        };
+        if let Err(e) = nix::unistd::access(input, mode) {
+            bail!(
+                "trace path {} cannot be read: {}",
+                input.display(),
+                std::io::Error::from(e)
+            );
+        }
+        Ok(Plan {
+            pipeline,
+            input: input.to_owned(),
+            reader,
+            handlers,
+            log,
+            dead_letter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(json: &str) -> (HandlerBlock, Pipeline) {
+        let p = sf_processor::pipeline::parse(json, Path::new("p.json")).unwrap();
+        (p.handlers[0].clone(), p)
+    }
+
+    #[test]
+    fn supervision_defaults_are_systemd_like() {
+        let (b, p) = block(r#"{"pipeline":[{"handler":"printer"}]}"#);
+        let s = supervision(&b, &p, 1 << 20).unwrap();
+        assert_eq!(s.restart, RestartPolicy::OnFailure);
+        assert_eq!(
+            (s.restart_limit, s.restart_window),
+            (5, Duration::from_secs(10))
+        );
+        assert_eq!(s.watchdog, Some(Duration::from_secs(60)));
+        assert_eq!(
+            (s.poison_after, s.overflow, s.ring_bytes),
+            (3, Overflow::Block, 1 << 20)
+        );
+    }
+
+    #[test]
+    fn supervision_keys_are_read_and_checked() {
+        let (b, p) = block(
+            r#"{"pipeline":[{"handler":"x","restart":"never","restart_limit":"50","watchdog_ms":0,"overflow":"drop","ring_size":65536}]}"#,
+        );
+        let s = supervision(&b, &p, 1 << 20).unwrap();
+        assert_eq!(
+            (s.restart, s.restart_limit, s.watchdog),
+            (RestartPolicy::Never, 50, None)
+        );
+        assert_eq!((s.overflow, s.ring_bytes), (Overflow::Drop, 65536));
+        let (b, p) = block(r#"{"pipeline":[{"handler":"x","ring_size":4096}]}"#);
+        assert_eq!(
+            supervision(&b, &p, 1 << 20).unwrap_err().to_string(),
+            "p.json: pipeline[0].ring_size: ring size of 4096 bytes is out of range (65536 to 1073741824 bytes)"
+        );
+        let (b, p) = block(r#"{"pipeline":[{"handler":"x","restart":"sometimes"}]}"#);
+        assert_eq!(
+            supervision(&b, &p, 1).unwrap_err().to_string(),
+            "p.json: pipeline[0].restart: expected \"always\", \"on-failure\" or \"never\""
+        );
+        let (b, p) = block(r#"{"pipeline":[{"handler":"x","watchdog_ms":-1}]}"#);
+        assert_eq!(
+            supervision(&b, &p, 1).unwrap_err().to_string(),
+            "p.json: pipeline[0].watchdog_ms: expected a non-negative integer, found -1"
+        );
+    }
+}

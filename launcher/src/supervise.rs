@@ -1,0 +1,785 @@
+//! Running a checked pipeline: rings and journal, spawning, supervision, control, shutdown.
+//!
+//! - Every handler gets a ring (memfd) and the entity journal (memfd); the reader gets the
+//!   journal and every ring. Children run in their own process group (a terminal's Ctrl-C
+//!   reaches only the launcher, which shuts down in order) and die with the launcher
+//!   (`PR_SET_PDEATHSIG`, set by each child).
+//! - A handler that exits with an error or a signal is restarted after a backoff, unless its
+//!   restart policy says otherwise or it exceeded its restart limit (then it is *failed*: the
+//!   reader stops feeding it and the others go on). The restarted process resumes after the
+//!   last record acknowledged in its ring and rebuilds its entity tables from the journal.
+//! - A handler that dies while handling a record (the ring's `inflight_seq` above its
+//!   `handled_seq`) `poison_after` times in a row on the same record is restarted with that
+//!   record marked to be skipped and written to the dead-letter file.
+//! - The watchdog kills a handler that makes no progress while records wait for it.
+//! - The reader is restarted the same way; it skips what each ring already holds.
+//! - First SIGINT/SIGTERM (or `ctl stop`): the reader stops, handlers drain and clean up.
+//!   Second: everything is killed.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use command_fds::{CommandFdExt, FdMapping};
+use serde_json::{Value, json};
+use sf_processor::codec::WIRE_VERSION;
+use sf_processor::handler::env;
+use sf_processor::journal;
+use sf_processor::logging::LOG_ENV;
+use sf_processor::ring::{RingMonitor, RingSegment};
+
+use crate::control::{self, Request};
+use crate::plan::{HandlerSpec, Overflow, Plan, RestartPolicy};
+
+/// How often the supervisor looks at its children when nothing happens.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a handler asked to stop (restart by request) may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The reader's restart limit: 5 within 10 s, with the handlers' default backoff.
+const READER_RESTART_LIMIT: usize = 5;
+const READER_RESTART_WINDOW: Duration = Duration::from_secs(10);
+
+/// A supervisor event.
+#[derive(Debug)]
+pub enum Event {
+    /// A control request.
+    Control(Request),
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+}
+
+/// Where a supervised process stands.
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Running,
+    /// Waiting to be restarted.
+    Backoff {
+        until: Instant,
+    },
+    /// Asked to stop (SIGTERM); killed at `kill_at`; restarted on exit if `restart`.
+    Stopping {
+        restart: bool,
+        kill_at: Instant,
+    },
+    /// Finished its work.
+    Done,
+    /// Gave up on it.
+    Failed(String),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Backoff { .. } => "restarting",
+            State::Stopping { .. } => "stopping",
+            State::Done => "done",
+            State::Failed(_) => "failed",
+        }
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self, State::Done | State::Failed(_))
+    }
+}
+
+/// Restart bookkeeping shared by the reader and the handlers.
+#[derive(Debug)]
+struct Restarts {
+    recent: VecDeque<Instant>,
+    total: u32,
+    backoff: Duration,
+}
+
+impl Restarts {
+    fn new(initial: Duration) -> Self {
+        Restarts {
+            recent: VecDeque::new(),
+            total: 0,
+            backoff: initial,
+        }
+    }
+
+    /// Records a restart if the limit allows; returns the backoff to wait, or `None` when the
+    /// limit is reached.
+    fn allow(
+        &mut self,
+        now: Instant,
+        limit: usize,
+        window: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= limit {
+            return None;
+        }
+        self.recent.push_back(now);
+        self.total += 1;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(max);
+        Some(wait)
+    }
+}
+
+/// One supervised handler.
+#[derive(Debug)]
+struct Slot {
+    spec: HandlerSpec,
+    ring: RingSegment,
+    monitor: RingMonitor,
+    child: Option<Child>,
+    state: State,
+    restarts: Restarts,
+    /// Record the last crashes happened on, and how many in a row.
+    crash_seq: u64,
+    crash_streak: u32,
+    /// Record to skip in the next processes, and why.
+    skip: Option<(u64, String)>,
+    /// Watchdog: (inflight_seq, handled_count) and when it last changed.
+    progress: (u64, u64),
+    progress_at: Instant,
+    /// Rate: handled_count at `rate_at`, and records/s over the last interval.
+    rate_count: u64,
+    rate_at: Instant,
+    rate: f64,
+}
+
+#[derive(Debug)]
+struct ReaderSlot {
+    child: Option<Child>,
+    state: State,
+    restarts: Restarts,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    failures: Vec<String>,
+    interrupted: bool,
+}
+
+impl Outcome {
+    /// Every process finished successfully.
+    pub fn is_success(&self) -> bool {
+        self.failures.is_empty() && !self.interrupted
+    }
+
+    /// The run was cut short by a second signal.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
+    }
+
+    /// One line listing what failed.
+    pub fn describe_failures(&self) -> String {
+        if self.interrupted && self.failures.is_empty() {
+            return "interrupted: every process was killed".into();
+        }
+        self.failures.join("; ")
+    }
+}
+
+/// `exit status 3` or `killed by signal 9 (SIGKILL)`.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => {
+            let name = nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str())
+                .unwrap_or("?");
+            format!("killed by signal {s} ({name})")
+        }
+        _ => "ended".into(),
+    }
+}
+
+fn kill(child: &mut Child, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+}
+
+/// The running pipeline.
+#[derive(Debug)]
+pub struct Supervisor {
+    plan: Plan,
+    journal: OwnedFd,
+    slots: Vec<Slot>,
+    reader: ReaderSlot,
+    events: mpsc::Receiver<Event>,
+    stopping: bool,
+    launcher_pid: String,
+    /// A problem of a reader that finished (input errors, undeliverable records).
+    reader_problem: Option<String>,
+}
+
+impl Supervisor {
+    /// Creates the rings and the journal, binds the control socket, starts the handlers and
+    /// the reader.
+    ///
+    /// # Errors
+    /// When a ring, the journal or the control socket cannot be created or a process cannot
+    /// be spawned; what was spawned is killed.
+    pub fn start(plan: Plan) -> anyhow::Result<Supervisor> {
+        let (tx, events) = mpsc::channel();
+        let control_tx = tx.clone();
+        let (req_tx, req_rx) = mpsc::channel::<Request>();
+        control::serve(req_tx)?;
+        std::thread::Builder::new()
+            .name("control-forward".into())
+            .spawn(move || {
+                for r in req_rx {
+                    if control_tx.send(Event::Control(r)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .context("cannot handle SIGINT/SIGTERM")?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if tx.send(Event::Signal(sig)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let journal = journal::create("sf-journal", WIRE_VERSION)
+            .context("cannot create the entity journal")?;
+        let mut slots = Vec::new();
+        let now = Instant::now();
+        for spec in &plan.handlers {
+            let ring = RingSegment::create(
+                &format!("sf-ring-{}", spec.label),
+                spec.supervision.ring_bytes,
+                WIRE_VERSION,
+            )
+            .with_context(|| format!("cannot create the ring of handler {}", spec.label))?;
+            let monitor = ring
+                .monitor()
+                .with_context(|| format!("cannot map the ring of {}", spec.label))?;
+            slots.push(Slot {
+                restarts: Restarts::new(spec.supervision.backoff_initial),
+                spec: spec.clone(),
+                ring,
+                monitor,
+                child: None,
+                state: State::Running,
+                crash_seq: 0,
+                crash_streak: 0,
+                skip: None,
+                progress: (0, 0),
+                progress_at: now,
+                rate_count: 0,
+                rate_at: now,
+                rate: 0.0,
+            });
+        }
+        let mut sup = Supervisor {
+            reader: ReaderSlot {
+                child: None,
+                state: State::Running,
+                restarts: Restarts::new(Duration::from_millis(100)),
+            },
+            plan,
+            journal,
+            slots,
+            events,
+            stopping: false,
+            launcher_pid: std::process::id().to_string(),
+            reader_problem: None,
+        };
+        for i in 0..sup.slots.len() {
+            sup.spawn_handler(i)?;
+        }
+        sup.spawn_reader()?;
+        log::debug!(
+            "pipeline {} running on {}",
+            sup.plan.pipeline.source.display(),
+            sup.plan.input.display()
+        );
+        Ok(sup)
+    }
+
+    fn spawn_handler(&mut self, i: usize) -> anyhow::Result<()> {
+        let slot = &mut self.slots[i];
+        let spec = &slot.spec;
+        let config = Value::Object(spec.block.attributes.clone()).to_string();
+        let mut cmd = Command::new(&spec.binary);
+        cmd.env(env::RING_FD, "3")
+            .env(env::JOURNAL_FD, "4")
+            .env(env::NAME, &spec.block.handler)
+            .env(env::CONFIG, config)
+            .env(env::LAUNCHER_PID, &self.launcher_pid)
+            .env(LOG_ENV, self.plan.log.to_string())
+            .stdin(Stdio::null())
+            .process_group(0)
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: slot.ring.fd().try_clone_to_owned()?,
+                    child_fd: 3,
+                },
+                FdMapping {
+                    parent_fd: self.journal.as_fd().try_clone_to_owned()?,
+                    child_fd: 4,
+                },
+            ])?;
+        if let Some((seq, reason)) = &slot.skip {
+            cmd.env(env::SKIP_SEQ, seq.to_string())
+                .env(env::SKIP_REASON, reason)
+                .env(env::DEAD_LETTER, &self.plan.dead_letter);
+        }
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "cannot start handler {} ({})",
+                spec.label,
+                spec.binary.display()
+            )
+        })?;
+        log::debug!("handler {} started: pid {}", spec.label, child.id());
+        slot.child = Some(child);
+        slot.state = State::Running;
+        slot.progress_at = Instant::now();
+        Ok(())
+    }
+
+    fn spawn_reader(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.plan.reader);
+        let mut mappings = vec![FdMapping {
+            parent_fd: self.journal.as_fd().try_clone_to_owned()?,
+            child_fd: 3,
+        }];
+        cmd.arg("--journal").arg("3");
+        for (i, slot) in self.slots.iter().enumerate() {
+            let child_fd = 4 + i as i32;
+            let policy = match slot.spec.supervision.overflow {
+                Overflow::Block => "",
+                Overflow::Drop => ":drop",
+            };
+            cmd.arg("--ring")
+                .arg(format!("{}={child_fd}{policy}", slot.spec.label));
+            mappings.push(FdMapping {
+                parent_fd: slot.ring.fd().try_clone_to_owned()?,
+                child_fd,
+            });
+        }
+        cmd.arg("--log")
+            .arg(self.plan.log.to_string())
+            .arg("--")
+            .arg(&self.plan.input)
+            .env(env::LAUNCHER_PID, &self.launcher_pid)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .fd_mappings(mappings)?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start the reader ({})", self.plan.reader.display()))?;
+        log::debug!("reader started: pid {}", child.id());
+        self.reader.child = Some(child);
+        self.reader.state = State::Running;
+        Ok(())
+    }
+
+    /// Supervises until every process has finished.
+    ///
+    /// # Errors
+    /// When a process cannot be waited for or restarted.
+    pub fn run(mut self) -> anyhow::Result<Outcome> {
+        loop {
+            match self.events.recv_timeout(POLL) {
+                Ok(Event::Control(req)) => self.answer(req),
+                Ok(Event::Signal(sig)) => {
+                    if self.stopping {
+                        log::warn!("second signal ({sig}): killing every process");
+                        self.kill_all();
+                        return Ok(self.outcome(true));
+                    }
+                    log::info!(
+                        "signal {sig}: stopping; the handlers finish the records already read (again to kill)"
+                    );
+                    self.begin_stop();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
+            }
+            self.poll_reader()?;
+            for i in 0..self.slots.len() {
+                self.poll_handler(i)?;
+            }
+            // The launcher's own lines appear as they happen, not at the end.
+            log::logger().flush();
+            if self.reader.state.finished() && self.slots.iter().all(|s| s.state.finished()) {
+                break;
+            }
+        }
+        for s in &self.slots {
+            let dropped = s.monitor.dropped();
+            if dropped > 0 {
+                log::warn!(
+                    "handler {}: {dropped} records dropped (overflow policy drop)",
+                    s.spec.label
+                );
+            }
+        }
+        Ok(self.outcome(false))
+    }
+
+    fn outcome(&self, interrupted: bool) -> Outcome {
+        let mut failures = Vec::new();
+        if let State::Failed(why) = &self.reader.state {
+            failures.push(format!("the reader failed ({why})"));
+        }
+        failures.extend(self.reader_problem.clone());
+        for s in &self.slots {
+            if let State::Failed(why) = &s.state {
+                failures.push(format!("handler {} failed ({why})", s.spec.label));
+            }
+        }
+        Outcome {
+            failures,
+            interrupted,
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for child in self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.child.as_mut())
+            .chain(self.reader.child.as_mut())
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops reading; handlers finish what was read.
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        match self.reader.state {
+            State::Running => {
+                if let Some(c) = self.reader.child.as_mut() {
+                    kill(c, nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+            State::Backoff { .. } => {
+                self.reader.state = State::Done;
+                self.close_rings();
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks every ring closed on behalf of a reader that will not come back.
+    fn close_rings(&self) {
+        for s in &self.slots {
+            s.monitor.close();
+        }
+    }
+
+    fn poll_reader(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        match self.reader.state {
+            State::Running | State::Stopping { .. } => {
+                let Some(child) = self.reader.child.as_mut() else {
+                    return Ok(());
+                };
+                let Some(status) = child.try_wait()? else {
+                    return Ok(());
+                };
+                let pid = child.id();
+                self.reader.child = None;
+                let what = describe(status);
+                let finished = |sup: &mut Self, state: State, problem: Option<String>| {
+                    sup.reader.state = state;
+                    sup.reader_problem = problem;
+                    // Whatever the reader did not close, nothing more will come.
+                    sup.close_rings();
+                };
+                match status.code() {
+                    _ if self.stopping => finished(self, State::Done, None),
+                    // 3: nobody left to publish to; the handlers' states say why.
+                    Some(0) | Some(3) => finished(self, State::Done, None),
+                    Some(1) => finished(self, State::Done, Some("the reader met input errors (see the messages above)".into())),
+                    Some(4) => finished(
+                        self,
+                        State::Done,
+                        Some("some records were larger than half a ring and were not delivered (see above): raise ring_size".into()),
+                    ),
+                    Some(2) => {
+                        log::error!("reader (pid {pid}) could not start: {what}");
+                        finished(self, State::Failed(format!("could not start: {what}")), None);
+                    }
+                    _ => match self.reader.restarts.allow(now, READER_RESTART_LIMIT, READER_RESTART_WINDOW, Duration::from_secs(5)) {
+                        Some(wait) => {
+                            log::error!("reader (pid {pid}) {what}; restarting in {wait:?}");
+                            self.reader.state = State::Backoff { until: now + wait };
+                        }
+                        None => {
+                            log::error!(
+                                "reader (pid {pid}) {what}; {READER_RESTART_LIMIT} restarts within {READER_RESTART_WINDOW:?}: giving up"
+                            );
+                            finished(self, State::Failed(format!("{what}, restart limit reached")), None);
+                        }
+                    },
+                }
+            }
+            State::Backoff { until } if now >= until => self.spawn_reader()?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn poll_handler(&mut self, i: usize) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let slot = &mut self.slots[i];
+        match slot.state.clone() {
+            State::Running | State::Stopping { .. } => {
+                let Some(child) = slot.child.as_mut() else {
+                    return Ok(());
+                };
+                if let Some(status) = child.try_wait()? {
+                    let pid = child.id();
+                    slot.child = None;
+                    return self.on_handler_exit(i, pid, status);
+                }
+                if let State::Stopping { kill_at, .. } = slot.state {
+                    if now >= kill_at {
+                        log::warn!(
+                            "handler {} did not stop within {STOP_GRACE:?}: killing it",
+                            slot.spec.label
+                        );
+                        kill(child, nix::sys::signal::Signal::SIGKILL);
+                    }
+                    return Ok(());
+                }
+                // Rate, once a second.
+                let count = slot.monitor.handled_count();
+                let elapsed = now.duration_since(slot.rate_at);
+                if elapsed >= Duration::from_secs(1) {
+                    slot.rate = (count - slot.rate_count.min(count)) as f64 / elapsed.as_secs_f64();
+                    slot.rate_count = count;
+                    slot.rate_at = now;
+                }
+                // Watchdog.
+                let key = (slot.monitor.inflight_seq(), count);
+                if key != slot.progress {
+                    slot.progress = key;
+                    slot.progress_at = now;
+                }
+                let waiting = slot.monitor.published_seq() > slot.monitor.handled_seq();
+                if let Some(limit) = slot.spec.supervision.watchdog
+                    && waiting
+                    && now.duration_since(slot.progress_at) > limit
+                {
+                    log::error!(
+                        "handler {} (pid {}) made no progress for {limit:?} while records wait (stuck on record {}): killing it",
+                        slot.spec.label,
+                        child.id(),
+                        slot.monitor.inflight_seq()
+                    );
+                    kill(child, nix::sys::signal::Signal::SIGKILL);
+                    slot.progress_at = now;
+                }
+            }
+            State::Backoff { until } if now >= until => self.spawn_handler(i)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_handler_exit(&mut self, i: usize, pid: u32, status: ExitStatus) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let dead_letter = self.plan.dead_letter.display().to_string();
+        let slot = &mut self.slots[i];
+        let label = slot.spec.label.clone();
+        let what = describe(status);
+        if let State::Stopping { restart: true, .. } = slot.state {
+            log::info!(
+                "handler {label} (pid {pid}) stopped ({what}); starting it again as requested"
+            );
+            return self.spawn_handler(i);
+        }
+        let fail = |slot: &mut Slot, why: String| {
+            slot.state = State::Failed(why);
+            // The reader stops feeding it; the others go on.
+            slot.monitor.mark_consumer_gone();
+        };
+        let m = &slot.monitor;
+        let complete = m.is_closed() && m.handled_seq() >= m.published_seq();
+        if status.success() && (complete || self.stopping) {
+            log::debug!("handler {label} finished");
+            slot.state = State::Done;
+            slot.monitor.mark_consumer_gone();
+            return Ok(());
+        }
+        let what = if status.success() {
+            format!("{what} before the end of its input")
+        } else {
+            what
+        };
+        if status.code() == Some(2) {
+            log::error!(
+                "handler {label} (pid {pid}) could not start ({what}); see its message above"
+            );
+            fail(slot, format!("could not start: {what}"));
+            return Ok(());
+        }
+        // A crash. On a record?
+        let (inflight, handled) = (slot.monitor.inflight_seq(), slot.monitor.handled_seq());
+        if inflight > handled {
+            if inflight == slot.crash_seq {
+                slot.crash_streak += 1;
+            } else {
+                slot.crash_seq = inflight;
+                slot.crash_streak = 1;
+            }
+            log::error!("handler {label} (pid {pid}) {what} while handling record {inflight}");
+            let n = slot.spec.supervision.poison_after;
+            if slot.crash_streak >= n {
+                log::error!(
+                    "record {inflight} crashed handler {label} {n} times in a row: it goes to {dead_letter} and is skipped"
+                );
+                slot.skip = Some((inflight, format!("{what} {n} times in a row")));
+                slot.crash_streak = 0;
+            }
+        } else {
+            log::error!("handler {label} (pid {pid}) {what}");
+            slot.crash_streak = 0;
+        }
+        let sup = &slot.spec.supervision;
+        if sup.restart == RestartPolicy::Never {
+            fail(slot, format!("{what}, restart policy never"));
+            return Ok(());
+        }
+        match slot.restarts.allow(
+            now,
+            sup.restart_limit as usize,
+            sup.restart_window,
+            sup.backoff_max,
+        ) {
+            Some(wait) => {
+                log::info!("restarting handler {label} in {wait:?}");
+                slot.state = State::Backoff { until: now + wait };
+            }
+            None => {
+                let why = format!(
+                    "{what}; {} restarts within {:?}: giving up",
+                    sup.restart_limit, sup.restart_window
+                );
+                log::error!("handler {label}: {why}");
+                fail(slot, why);
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, req: Request) {
+        let reply = match req.body["cmd"].as_str() {
+            Some("status") => json!({"ok": true, "processes": self.status()}),
+            Some("stop") => {
+                if !self.stopping {
+                    log::info!("stop requested: the handlers finish the records already read");
+                    self.begin_stop();
+                }
+                json!({"ok": true})
+            }
+            Some("restart") => {
+                let name = req.body["name"].as_str().unwrap_or_default().to_owned();
+                match self.request_restart(&name) {
+                    Ok(msg) => json!({"ok": true, "message": msg}),
+                    Err(e) => json!({"ok": false, "error": e}),
+                }
+            }
+            _ => json!({"ok": false, "error": format!("unknown request {}", req.body)}),
+        };
+        let _ = req.reply.send(reply);
+    }
+
+    fn request_restart(&mut self, name: &str) -> Result<String, String> {
+        let Some(i) = self.slots.iter().position(|s| s.spec.label == name) else {
+            let names: Vec<&str> = self.slots.iter().map(|s| s.spec.label.as_str()).collect();
+            return Err(format!(
+                "no handler named {name:?} (handlers: {})",
+                names.join(", ")
+            ));
+        };
+        let slot = &mut self.slots[i];
+        match &slot.state {
+            State::Running => {
+                if let Some(c) = slot.child.as_mut() {
+                    log::info!(
+                        "restart of handler {name} requested: stopping pid {}",
+                        c.id()
+                    );
+                    kill(c, nix::sys::signal::Signal::SIGTERM);
+                }
+                slot.state = State::Stopping {
+                    restart: true,
+                    kill_at: Instant::now() + STOP_GRACE,
+                };
+                slot.restarts.total += 1;
+                Ok(format!("handler {name} is restarting"))
+            }
+            State::Backoff { .. } => {
+                self.spawn_handler(i).map_err(|e| format!("{e:#}"))?;
+                Ok(format!("handler {name} started"))
+            }
+            State::Stopping { .. } => Ok(format!("handler {name} is already restarting")),
+            State::Done => Err(format!("handler {name} has finished its input")),
+            State::Failed(why) => Err(format!("handler {name} has failed for this run ({why})")),
+        }
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let pid = |c: &Option<Child>| c.as_ref().map(|c| c.id());
+        let published = self
+            .slots
+            .iter()
+            .map(|s| s.monitor.published_seq())
+            .max()
+            .unwrap_or(0);
+        let mut out = vec![json!({
+            "name": "reader",
+            "pid": pid(&self.reader.child),
+            "state": self.reader.state.name(),
+            "handled": published,
+            "lag": null,
+            "restarts": self.reader.restarts.total,
+            "drops": null,
+            "rate": null,
+        })];
+        for s in &self.slots {
+            let m = &s.monitor;
+            out.push(json!({
+                "name": s.spec.label,
+                "pid": pid(&s.child),
+                "state": s.state.name(),
+                "handled": m.handled_count(),
+                "lag": m.published_seq().saturating_sub(m.handled_seq()),
+                "restarts": s.restarts.total,
+                "drops": m.dropped(),
+                "rate": s.rate.round() as u64,
+            }));
+        }
+        out
+    }
+}
+
+impl Drop for Supervisor {
+    /// No process outlives the launcher, even on an error path.
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
