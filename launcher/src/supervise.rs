@@ -472,6 +472,11 @@ impl Supervisor {
                 if let Some(c) = self.reader.child.as_mut() {
                     kill(c, nix::sys::signal::Signal::SIGTERM);
                 }
+                // A reader blocked on its input (a FIFO, a socket) cannot see the request.
+                self.reader.state = State::Stopping {
+                    restart: false,
+                    kill_at: Instant::now() + STOP_GRACE,
+                };
             }
             State::Backoff { .. } => {
                 self.reader.state = State::Done;
@@ -496,6 +501,16 @@ impl Supervisor {
                     return Ok(());
                 };
                 let Some(status) = child.try_wait()? else {
+                    if let State::Stopping { kill_at, .. } = self.reader.state
+                        && now >= kill_at
+                    {
+                        log::warn!("the reader did not stop within {STOP_GRACE:?}: killing it");
+                        kill(child, nix::sys::signal::Signal::SIGKILL);
+                        self.reader.state = State::Stopping {
+                            restart: false,
+                            kill_at: now + STOP_GRACE,
+                        };
+                    }
                     return Ok(());
                 };
                 let pid = child.id();

@@ -260,5 +260,7 @@ fn killing_the_launcher_takes_its_children_with_it() {
     .unwrap();
     let _ = wait_with_watchdog(child, "sf-launch");
     drop(writer);
-    finish(dir.path());
+    // Within a second, nothing is left (the children get SIGKILL from the kernel).
+    assert_no_process_left(dir.path(), Duration::from_secs(1));
+    assert_eq!(shm_segments(), Vec::<String>::new());
 }

@@ -333,3 +333,44 @@ fn a_slow_drop_handler_never_blocks_the_others_and_reports_its_drops() {
     );
     finish(dir.path());
 }
+
+#[test]
+fn sigterm_stops_reading_lets_handlers_finish_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = copies_dir(
+        dir.path(),
+        &root().join("resources/traces/k8s_small.sf"),
+        40,
+    );
+    let (slow, file) = probe(
+        dir.path(),
+        "slow",
+        json!({"entities": true, "ring_size": 65536, "sleep_us": 50}),
+    );
+    let stats = json!({"processor": "sysflowreader", "handler": "stats"});
+    let pipeline = write_blocks(dir.path(), &[slow, stats]);
+    let child = spawn_launch(dir.path(), &[&pipeline, &input]);
+    let launcher = child.id();
+    wait_for(
+        "the probe to handle records",
+        Duration::from_secs(60),
+        || probe_lines(&file).len() > 500,
+    );
+    kill(Pid::from_raw(launcher as i32), Signal::SIGTERM).unwrap();
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("stopping; the handlers finish the records already read"),
+        "{}",
+        run.stdout
+    );
+    // cleanup() ran: the stats table is there, with less than the whole input but every
+    // record the probe saw.
+    let counted: u64 = parse_stats_table(&run.stdout).values().sum();
+    let probed = probe_lines(&file).len() as u64;
+    assert!(counted < 40 * 6173, "stopped early: {counted}");
+    // Both handlers drained exactly what the reader had published before it stopped.
+    assert_eq!(probed, counted);
+    finish(dir.path());
+}
