@@ -4,3 +4,4 @@
 
 pub mod avro;
 pub mod driver;
+pub mod generate;
