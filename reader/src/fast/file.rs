@@ -150,7 +150,7 @@ enum BlockCodec {
 pub struct FastReader<R: Read> {
     name: Arc<str>,
     source: R,
-    decoder: SysFlowDecoder,
+    pub(super) decoder: SysFlowDecoder,
     codec: BlockCodec,
     codec_name: String,
     sync: [u8; 16],
@@ -159,9 +159,14 @@ pub struct FastReader<R: Read> {
     offset: u64,
     /// The current block's raw (possibly compressed) bytes.
     raw: Vec<u8>,
-    /// The current block's datums (inflated; or the raw bytes, swapped in, for `null`).
+    /// The current block's datums are `block[..block_len]` (inflated; or the raw bytes,
+    /// swapped in, for `null`). The rest of `block` is initialized scratch space, kept so that
+    /// inflating the next block writes into it without zeroing it first.
     block: Vec<u8>,
+    block_len: usize,
     inflate: Decompress,
+    /// Bytes of datum data in the blocks loaded so far (after inflating).
+    data_bytes: u64,
     pos: usize,
     left: u64,
     blocks: u64,
@@ -316,7 +321,9 @@ impl<R: Read> FastReader<R> {
             offset,
             raw: Vec::new(),
             block: Vec::new(),
+            block_len: 0,
             inflate: Decompress::new(false),
+            data_bytes: 0,
             pos: 0,
             left: 0,
             blocks: 0,
@@ -354,6 +361,11 @@ impl<R: Read> FastReader<R> {
     /// Bytes consumed from the source so far (header included).
     pub fn bytes_read(&self) -> u64 {
         self.offset
+    }
+
+    /// Bytes of Avro datum data in the blocks loaded so far (inflated, for `deflate`).
+    pub fn block_bytes_read(&self) -> u64 {
+        self.data_bytes
     }
 
     fn block_error(&self, reason: String) -> FastError {
@@ -415,53 +427,61 @@ impl<R: Read> FastReader<R> {
             }
         }
         match self.codec {
-            BlockCodec::Null => std::mem::swap(&mut self.raw, &mut self.block),
+            BlockCodec::Null => {
+                std::mem::swap(&mut self.raw, &mut self.block);
+                self.block_len = self.block.len();
+            }
             BlockCodec::Deflate => self.inflate_block()?,
         }
-        if count > self.block.len() as u64 {
+        if count > self.block_len as u64 {
             // Every datum takes at least one byte (its union index).
             return Err(self.block_error(format!(
                 "{count} datums in {} bytes of data",
-                self.block.len()
+                self.block_len
             )));
         }
         self.pos = 0;
         self.left = count;
         self.blocks += 1;
+        self.data_bytes += self.block_len as u64;
         Ok(true)
     }
 
-    /// Inflates `raw` (raw deflate, RFC 1951) into `block`, at most [`MAX_BLOCK_BYTES`].
+    /// Inflates `raw` (raw deflate, RFC 1951) into `block[..block_len]`, at most
+    /// [`MAX_BLOCK_BYTES`].
     fn inflate_block(&mut self) -> Result<(), FastError> {
         self.inflate.reset(false);
-        self.block.clear();
+        self.block_len = 0;
+        let first = (self.raw.len() * 4).clamp(64 << 10, MAX_BLOCK_BYTES);
+        if self.block.len() < first {
+            self.block.resize(first, 0);
+        }
         let mut consumed = 0usize;
         loop {
-            if self.block.capacity() - self.block.len() < 16 << 10 {
+            if self.block_len == self.block.len() {
                 if self.block.len() >= MAX_BLOCK_BYTES {
                     return Err(self.block_error(format!(
                         "the block inflates to more than {MAX_BLOCK_BYTES} bytes"
                     )));
                 }
-                let more = (self.raw.len() * 4)
-                    .max(64 << 10)
-                    .min(MAX_BLOCK_BYTES - self.block.len());
-                self.block.reserve(more);
+                let grown = (self.block.len() * 2).min(MAX_BLOCK_BYTES);
+                self.block.resize(grown, 0);
             }
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
             let input = self.raw.get(consumed..).unwrap_or_default();
+            let output = self.block.get_mut(self.block_len..).unwrap_or_default();
             let status = self
                 .inflate
-                .decompress_vec(input, &mut self.block, FlushDecompress::None)
+                .decompress(input, output, FlushDecompress::None)
                 .map_err(|e| self.block_error(format!("deflate data is corrupt: {e}")))?;
             consumed += (self.inflate.total_in() - in_before) as usize;
+            self.block_len += (self.inflate.total_out() - out_before) as usize;
             match status {
                 Status::StreamEnd => return Ok(()),
                 Status::Ok | Status::BufError => {
                     let progress = self.inflate.total_in() != in_before
                         || self.inflate.total_out() != out_before;
-                    let room = self.block.capacity() > self.block.len();
-                    if !progress && room {
+                    if !progress && self.block_len < self.block.len() {
                         return Err(self.block_error(
                             "deflate data is truncated (no end of stream)".to_owned(),
                         ));
@@ -480,10 +500,10 @@ impl<R: Read> Iterator for FastReader<R> {
             return None;
         }
         while self.left == 0 {
-            if self.pos < self.block.len() {
+            if self.pos < self.block_len {
                 // Bytes after the block's last datum.
-                let trailing = self.block.len() - self.pos;
-                self.pos = self.block.len();
+                let trailing = self.block_len - self.pos;
+                self.pos = self.block_len;
                 self.done = true;
                 return Some(Err(self.datum_error(DatumError {
                     datum_offset: self.pos - trailing,
@@ -508,7 +528,8 @@ impl<R: Read> Iterator for FastReader<R> {
         self.left -= 1;
         let record = self.next_record;
         self.next_record += 1;
-        match self.decoder.decode_datum(&self.block, &mut self.pos) {
+        let block = self.block.get(..self.block_len).unwrap_or_default();
+        match self.decoder.decode_datum(block, &mut self.pos) {
             Ok(r) => Some(Ok(r)),
             Err(e) => {
                 if e.ends_block() {

@@ -52,6 +52,7 @@
 //! ```
 
 mod decode;
+mod exact;
 mod file;
 mod plan;
 mod schema;
@@ -207,6 +208,8 @@ pub struct SysFlowDecoder {
     branches: Vec<Branch>,
     /// The branches' simple names, shared by errors.
     names: Vec<Arc<str>>,
+    /// Whether branches of a known layout use their straight-line decoder (`exact.rs`).
+    exact: bool,
 }
 
 impl SysFlowDecoder {
@@ -227,6 +230,7 @@ impl SysFlowDecoder {
             top,
             branches,
             names,
+            exact: true,
         })
     }
 
@@ -241,6 +245,7 @@ impl SysFlowDecoder {
     /// # Errors
     /// A [`DatumError`]. After a field problem (`!ends_block()`), `*pos` is past the datum,
     /// ready for the next one; after damaged data (`ends_block()`), `*pos` is unchanged.
+    #[inline]
     pub fn decode_datum(&self, block: &[u8], pos: &mut usize) -> Result<Record, DatumError> {
         let start = *pos;
         let mut cx = decode::Cx {
@@ -249,7 +254,7 @@ impl SysFlowDecoder {
             schema: &self.schema,
         };
         let mut branch = None;
-        match cx.datum(&self.top, &mut branch) {
+        match cx.datum(&self.top, &mut branch, self.exact) {
             Ok(record) => {
                 *pos = cx.pos;
                 Ok(record)
@@ -356,5 +361,101 @@ impl Iterator for BlockRecords<'_> {
         } else {
             (0, usize::try_from(self.left.saturating_add(1)).ok())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_traces() -> Vec<std::path::PathBuf> {
+        let dir = std::env::var_os("SF_SHARED_DIR")
+            .map_or_else(|| "/work/shared".into(), std::path::PathBuf::from)
+            .join("traces");
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .expect("the shared traces")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    fn decode_all(mut reader: FastReader<impl std::io::Read>, exact: bool) -> Vec<Record> {
+        reader.decoder.exact = exact;
+        reader
+            .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+
+    /// The straight-line decoders of `exact.rs` and the generic plans give the same records.
+    #[test]
+    fn exact_layouts_and_generic_plans_agree_on_every_shared_trace() {
+        let mut exact_branches = 0;
+        for path in shared_traces() {
+            let reader = open(&path).expect("open");
+            exact_branches += reader
+                .decoder
+                .top
+                .branches
+                .iter()
+                .filter(|b| b.layout.is_some())
+                .count();
+            let exact = decode_all(reader, true);
+            let generic = decode_all(open(&path).expect("open"), false);
+            assert!(!exact.is_empty());
+            assert!(exact == generic, "{}", path.display());
+        }
+        assert!(
+            exact_branches > 50,
+            "{exact_branches} branches with a known layout"
+        );
+    }
+
+    #[test]
+    fn exact_layouts_cover_the_schema_5_flows_and_events() {
+        let decoder = SysFlowDecoder::from_schema_json(crate::generate::SCHEMA_V5).expect("v5");
+        let exact: Vec<&str> = decoder
+            .top
+            .branches
+            .iter()
+            .filter(|b| b.layout.is_some())
+            .map(|b| b.info.simple_name())
+            .collect();
+        assert_eq!(
+            exact,
+            [
+                "SFHeader",
+                "Container",
+                "Process",
+                "File",
+                "ProcessEvent",
+                "NetworkFlow",
+                "FileFlow",
+                "FileEvent",
+                "NetworkEvent",
+                "ProcessFlow"
+            ]
+        );
+    }
+
+    #[test]
+    fn damaged_data_in_an_exact_layout_is_reported_with_its_field() {
+        let decoder = SysFlowDecoder::from_schema_json(crate::generate::SCHEMA_V5).expect("v5");
+        // A FileFlow (branch 6) cut in its fileOID.
+        let mut block = vec![12u8, 2, 4, 6, 8, 10, 0, 12];
+        block.extend_from_slice(&[7; 5]);
+        let err = decoder.decode_datum(&block, &mut 0).expect_err("cut");
+        assert_eq!(err.field, "fileOID");
+        assert_eq!(err.offset, 8);
+        assert_eq!(
+            err.to_string(),
+            "FileFlow field \"fileOID\" at byte 8 of the block (datum at byte 0): truncated: needs 20 bytes, 5 left in the block"
+        );
+        // A Process (branch 2) whose state index is out of range.
+        let err = decoder.decode_datum(&[4, 6], &mut 0).expect_err("state");
+        assert_eq!(
+            err.to_string(),
+            "Process field \"state\" at byte 1 of the block (datum at byte 0): enum index 3 out of range (3 symbols)"
+        );
     }
 }

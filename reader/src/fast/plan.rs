@@ -15,6 +15,7 @@ use sf_processor::model::{
 };
 
 use super::decode::{Fail, R, Slots, missing};
+use super::exact::{self, Layout};
 use super::schema::{Def, Schema, Ty};
 use crate::avro::Branch;
 
@@ -448,6 +449,8 @@ pub(crate) struct BranchPlan {
     pub(crate) ty: Ty,
     /// `None` for a branch that is not a known SysFlow record.
     pub(crate) plan: Option<RecPlan>,
+    /// The branch's layout when it is exactly one the straight-line decoders know.
+    pub(crate) layout: Option<Layout>,
 }
 
 /// The plan of a whole `sysflow.SysFlow` datum.
@@ -524,6 +527,7 @@ fn branch_plan(schema: &Schema, arm: &Ty) -> BranchPlan {
             },
             ty: arm.clone(),
             plan: None,
+            layout: None,
         };
     };
     let has = |name: &str| fields.iter().any(|f| f.name == name);
@@ -540,6 +544,7 @@ fn branch_plan(schema: &Schema, arm: &Ty) -> BranchPlan {
         },
         ty: arm.clone(),
         plan: kind.map(|k| record_plan(schema, fields, RecKind::of(k))),
+        layout: kind.and_then(|k| exact::layout(schema, k, fields)),
     }
 }
 
