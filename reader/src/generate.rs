@@ -17,7 +17,7 @@
 //!
 //!   | action | records | weight |
 //!   |---|---|---|
-//!   | file flow of a live process on a known file | `FileFlow` | 650 |
+//!   | file flow of a live process on a known file | `FileFlow` | 674 |
 //!   | network flow | `NetworkFlow` | 150 |
 //!   | a new file is opened | `File` | 100 |
 //!   | clone | `Process` (CREATED) + `ProcessEvent` CLONE | 7 |

@@ -18,6 +18,9 @@ use crate::avro::FieldProblem;
 /// forever; SysFlow's nest 4 deep).
 const MAX_DEPTH: u32 = 64;
 
+/// Most items reserved ahead in an array or map (see [`Cx::block_count`]).
+const MAX_RESERVE: u64 = 4096;
+
 /// Packs the 7-bit groups of the little-endian bytes of `word` (high bits ignored) into one
 /// number: byte 0 gives bits 0-6, byte 1 bits 7-13, ... byte 7 bits 49-55.
 #[inline]
@@ -556,7 +559,9 @@ impl<'a> Cx<'a> {
             if count == 0 {
                 return Ok(out);
             }
-            let reserve = usize::try_from(count).unwrap_or(0);
+            // At most a few thousand ahead: an item takes one byte of input but up to a
+            // hundred of memory, so the vector grows with the items actually decoded.
+            let reserve = usize::try_from(count.min(MAX_RESERVE)).unwrap_or(0);
             match &mut out {
                 V::Strings(v) => v.reserve(reserve),
                 V::Longs(v) => v.reserve(reserve),
@@ -587,7 +592,7 @@ impl<'a> Cx<'a> {
             if count == 0 {
                 break;
             }
-            pairs.reserve(usize::try_from(count).unwrap_or(0));
+            pairs.reserve(usize::try_from(count.min(MAX_RESERVE)).unwrap_or(0));
             for _ in 0..count {
                 let key = self.str()?;
                 match self.read(value).map_err(|f| f.in_field(key))? {

@@ -275,7 +275,7 @@ impl Cx<'_> {
             if count == 0 {
                 return Ok(out);
             }
-            out.reserve(usize::try_from(count).unwrap_or(0));
+            out.reserve(usize::try_from(count.min(4096)).unwrap_or(0));
             for _ in 0..count {
                 out.push(self.string()?);
             }
