@@ -232,7 +232,7 @@ impl<'a> Cx<'a> {
     }
 
     /// A varint of 2 bytes or more (or at the end of the block).
-    #[inline(never)]
+    #[inline(always)]
     fn varint_multi(&mut self) -> R<u64> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         let Some(bytes) = rest.first_chunk::<8>() else {
@@ -289,17 +289,25 @@ impl<'a> Cx<'a> {
         ))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn long(&mut self) -> R<i64> {
         let v = self.varint()?;
         Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn int(&mut self) -> R<i32> {
         let at = self.pos;
         let v = self.long()?;
-        i32::try_from(v).map_err(|_| self.fail_at(at, DatumProblem::IntOutOfRange(v)))
+        match i32::try_from(v) {
+            Ok(i) => Ok(i),
+            Err(_) => Err(self.int_out_of_range(at, v)),
+        }
+    }
+
+    #[cold]
+    fn int_out_of_range(&self, at: usize, v: i64) -> Box<Fail> {
+        self.fail_at(at, DatumProblem::IntOutOfRange(v))
     }
 
     /// A length (of bytes, a string, a fixed), at most the bytes left.
