@@ -13,6 +13,10 @@
 //!    [`ProcessEvent`](sf_processor::model::ProcessEvent), as `avro.rs` does: both follow the
 //!    same mapping tables, so both give the same records (the tests check it on every shared
 //!    trace).
+//!    A branch whose writer record is exactly a layout the collector writes today (every flow
+//!    and event since schema 2; header, container and process of schema 5) also gets a
+//!    straight-line decoder (`exact.rs`) that reads the fields in order into the struct with
+//!    no plan to interpret; the plan stays its reference, and names the field of any error.
 //! 2. **Per datum**, the decoder follows the plan over the bytes of one decompressed Avro block
 //!    (a `&[u8]` holding `count` datums, see [`SysFlowDecoder::decode_block`]): zigzag varints,
 //!    strings, bytes, fixed, arrays and maps in blocks (negative block counts included),
@@ -33,7 +37,14 @@
 //!   ([`DatumError::ends_block`]).
 //!
 //! Nothing panics on any input, and nothing is allocated for a length or count larger than
-//! the bytes left in the block.
+//! the bytes left in the block (array and map vectors grow with the items actually decoded).
+//!
+//! # Differences from `avro.rs` on bad input
+//!
+//! On well-formed input both give the same records and the same field errors. On damaged
+//! input they may stop at different places: this decoder does not check the UTF-8 or boolean
+//! bytes of fields it skips, reports bytes left after a block's last datum, and goes on after
+//! a block of zero datums (apache-avro stops there).
 //!
 //! # Example
 //!
