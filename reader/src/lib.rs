@@ -4,3 +4,5 @@
 
 pub mod avro;
 pub mod driver;
+pub mod fast;
+pub mod generate;

@@ -30,6 +30,7 @@ pub fn sf_launch() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch"));
     for sibling in [
         "sf-reader",
+        "sf-gen",
         "sf-handler-printer",
         "sf-handler-stats",
         "sf-handler-probe",

@@ -1,0 +1,111 @@
+//! Decoding speed of one generated SysFlow trace (schema 5): the fast decoder
+//! (`sf_reader::fast`), `apache-avro`'s generic reader (one `Value` per datum) and
+//! `sf_reader::avro` (apache-avro plus the mapping onto the model); plus the fast decoder on
+//! one in-memory block, without file reading or inflating.
+//!
+//! Sizes are kept small so that `cargo test --benches` stays quick; `bench/run.sh` measures
+//! a 5-million-record trace end to end.
+//!
+//! ```text
+//! cargo bench -p sf-reader --bench decode
+//! ```
+
+use std::fs::File;
+use std::hint::black_box;
+use std::io::BufReader;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sf_processor::model::Record;
+use sf_reader::generate::{self, GenCodec, GenConfig, Generator};
+use sf_reader::{avro, fast};
+
+const RECORDS: u64 = 20_000;
+
+fn config(codec: GenCodec) -> GenConfig {
+    GenConfig {
+        records: RECORDS,
+        seed: 42,
+        containers: 4,
+        pods: false,
+        codec,
+    }
+}
+
+fn write(dir: &Path, codec: GenCodec) -> std::path::PathBuf {
+    let path = dir.join(format!("bench-{}.sf", codec.name()));
+    let file = File::create(&path).expect("create the trace");
+    generate::write_trace(&config(codec), std::io::BufWriter::new(file)).expect("generate");
+    path
+}
+
+fn fast_file(path: &Path) -> u64 {
+    let mut n = 0;
+    for r in fast::open(path).expect("open") {
+        black_box(r.expect("record"));
+        n += 1;
+    }
+    n
+}
+
+fn apache_values(path: &Path) -> u64 {
+    let file = BufReader::new(File::open(path).expect("open"));
+    let mut n = 0;
+    for v in apache_avro::Reader::new(file).expect("header") {
+        black_box(v.expect("value"));
+        n += 1;
+    }
+    n
+}
+
+fn avro_rs(path: &Path) -> u64 {
+    let mut n = 0;
+    for r in avro::open(path).expect("open") {
+        black_box(r.expect("record"));
+        n += 1;
+    }
+    n
+}
+
+fn decode(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for codec in [GenCodec::Deflate, GenCodec::Null] {
+        let path = write(dir.path(), codec);
+        let mut group = c.benchmark_group(format!("decode {RECORDS} records, {}", codec.name()));
+        group.throughput(Throughput::Elements(RECORDS));
+        group.sample_size(10);
+        group.bench_function("sf_reader::fast", |b| b.iter(|| fast_file(&path)));
+        group.bench_function("apache-avro Reader (Value)", |b| {
+            b.iter(|| apache_values(&path))
+        });
+        group.bench_function("sf_reader::avro (Value + mapping)", |b| {
+            b.iter(|| avro_rs(&path))
+        });
+        group.finish();
+    }
+
+    // One block in memory: the decoder alone.
+    let records: Vec<Record> = Generator::new(&config(GenCodec::Null)).collect();
+    let mut block = Vec::new();
+    for r in &records {
+        generate::encode_record(r, &mut block);
+    }
+    let decoder = fast::SysFlowDecoder::from_schema_json(generate::SCHEMA_V5).expect("schema");
+    let mut group = c.benchmark_group("decode one in-memory block");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(20);
+    group.bench_function("SysFlowDecoder::decode_block", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for r in decoder.decode_block(&block, RECORDS) {
+                black_box(r.expect("record"));
+                n += 1;
+            }
+            n
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);
