@@ -3,4 +3,5 @@
 #![deny(missing_docs)]
 
 pub mod avro;
+pub mod container;
 pub mod driver;
