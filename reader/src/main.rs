@@ -2,9 +2,14 @@
 //! ring file descriptor per handler; reads the trace file or directory and publishes every
 //! record into every ring, then closes the rings.
 //!
-//! Exit status: 0 when every file was read to its end, 1 when some file had errors (the
-//! records before the error were still published), 2 on a usage or start-up error, 3 when
-//! no handler is left to publish to.
+//! Bad input is not a failure: a file that is not a SysFlow trace, a damaged block, a record
+//! that cannot be decoded are each reported (an error naming the file and byte offset) and
+//! skipped, the rest of the input is read, and a closing warning sums up what was skipped
+//! (`input errors in 2 of 5 files: ...`).
+//!
+//! Exit status: 0 when the whole input was read (bad input reported and skipped), 2 on a
+//! usage or start-up error (bad arguments, a ring that cannot be attached, an input path that
+//! cannot be listed), 3 when no handler is left to publish to.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +79,9 @@ fn run(args: Args) -> ExitCode {
     let outcome = driver::read_into(&files, &mut publisher, &mut summary);
     publisher.close();
     log::debug!("{}", driver::describe(&summary));
+    if let Some(warning) = driver::input_errors(&summary) {
+        log::warn!("{warning}");
+    }
     match outcome {
         Err(driver::NoConsumers) => {
             log::error!(
@@ -82,7 +90,6 @@ fn run(args: Args) -> ExitCode {
             );
             ExitCode::from(3)
         }
-        Ok(()) if summary.files_failed > 0 => ExitCode::from(1),
         Ok(()) => ExitCode::SUCCESS,
     }
 }
