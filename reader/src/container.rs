@@ -389,9 +389,10 @@ impl<R: Read> Window<R> {
                 self.base += self.pos as u64;
                 self.pos = 0;
             }
-            let want = (n - self.buf.len()).max(CHUNK);
+            // Grow by one chunk per read: a corrupt size that asks for 64 MiB of a short input
+            // must not cost 64 MiB of zeroed memory.
             let old = self.buf.len();
-            self.buf.resize(old + want, 0);
+            self.buf.resize(old + CHUNK, 0);
             let read = self.inner.read(self.buf.get_mut(old..).unwrap_or_default());
             match read {
                 Ok(0) => {
