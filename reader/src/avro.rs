@@ -70,9 +70,7 @@ use sf_processor::model::{
     Record, RecordKind, Service, SfHeader,
 };
 
-use crate::container::{
-    BlockError, Container as AvroContainer, Header, HeaderError, MAX_BLOCK_BYTES,
-};
+use crate::container::{BlockError, Container as AvroContainer, Header, HeaderError};
 // ---------------------------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------------------------
@@ -843,12 +841,17 @@ impl DecodeError {
 // Header and schema
 // ---------------------------------------------------------------------------------------------
 
-/// Caps what the Avro decoder may allocate for one length prefix (string, bytes, array or map
-/// block) at the largest block: a corrupt length fails instead of allocating gigabytes. The
-/// setting is process-wide and taken once; nothing in a SysFlow datum comes close.
+/// Longest length prefix (string or bytes length, array or map block count) the Avro decoder
+/// accepts in a datum: 4 MiB. The collector cannot write a longer string (Linux caps a
+/// command line at 2 MiB); a corrupt length fails instead of allocating, and a corrupt
+/// array count reserves at most 4 Mi values (untouched virtual memory, ~200 MiB) rather than
+/// the 512 Mi of apache-avro's default, which could exhaust the address space of a small
+/// machine and abort the process.
+pub const MAX_DATUM_LENGTH: usize = 4 << 20;
+
+/// Sets [`MAX_DATUM_LENGTH`] as apache-avro's allocation limit (process-wide, taken once).
 fn limit_allocations() {
-    let limit = usize::try_from(MAX_BLOCK_BYTES).unwrap_or(usize::MAX);
-    apache_avro::util::max_allocation_bytes(limit);
+    apache_avro::util::max_allocation_bytes(MAX_DATUM_LENGTH);
 }
 
 fn header_error(file: &str, error: HeaderError) -> DecodeError {
