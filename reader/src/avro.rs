@@ -654,7 +654,7 @@ impl fmt::Display for DataProblem {
             DataProblem::Short { decoded, count } => write!(
                 f,
                 "the block's data ends after {decoded} of its {count} records; {} skipped",
-                plural(count - decoded, "record", "records")
+                plural(count.saturating_sub(*decoded), "record", "records")
             ),
             DataProblem::Trailing { bytes, count } => write!(
                 f,

@@ -546,6 +546,41 @@ fn an_undecodable_datum_costs_the_rest_of_its_block() {
 }
 
 #[test]
+fn a_datum_with_an_absurd_length_is_refused_without_allocating() {
+    let (schema, datums) = v5_datums();
+    let branches = TraceReader::new(
+        Cursor::new(trace_bytes("tcp-client-server-v5.sf")),
+        "v5".into(),
+    )
+    .expect("open")
+    .file()
+    .branches()
+    .clone();
+    let container = branches
+        .branches()
+        .iter()
+        .position(|b| b.simple_name() == "Container")
+        .expect("a Container branch") as i64;
+    // A Container whose `id` (its first field) claims 1 TiB.
+    let mut data = long(container);
+    data.extend(long(1 << 40));
+    data.extend(b"web");
+    let mut bytes = header(&[("avro.schema", schema.as_bytes())]);
+    let at = bytes.len();
+    bytes.extend(block(1, &data));
+    let good: Vec<u8> = datums.iter().flat_map(|(d, _)| d.clone()).collect();
+    bytes.extend(block(datums.len() as i64, &good));
+    let d = decode(&bytes, "huge.sf");
+    assert_eq!(
+        d.errors,
+        [format!(
+            "huge.sf: record 0 (block at byte {at}): undecodable datum at byte 0 of the block's data: Unable to allocate 1099511627776 bytes (maximum allowed: 4194304); 1 record of the block skipped"
+        )]
+    );
+    assert_eq!(d.records.len(), datums.len());
+}
+
+#[test]
 fn a_block_count_that_does_not_match_its_data() {
     let (schema, datums) = v5_datums();
     let data: Vec<u8> = datums[..3].iter().flat_map(|(d, _)| d.clone()).collect();
