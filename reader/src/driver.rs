@@ -247,10 +247,10 @@ fn describe_damage(s: &Skipped) -> String {
     let mut parts = Vec::new();
     let block_records = s.records.saturating_sub(s.unknown_type);
     if s.blocks > 0 {
-        let records = if s.uncounted_blocks > 0 {
-            "records unknown".to_owned()
-        } else {
-            count(block_records, "record", "records")
+        let records = match (s.uncounted_blocks, block_records) {
+            (0, n) => count(n, "record", "records"),
+            (_, 0) => "records unknown".to_owned(),
+            (_, n) => format!("at least {}", count(n, "record", "records")),
         };
         parts.push(format!(
             "{} skipped ({records})",
@@ -331,4 +331,60 @@ pub fn input_errors(summary: &ReadSummary) -> Option<String> {
         ));
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn damaged(name: &str, skipped: Skipped) -> FileDamage {
+        FileDamage {
+            name: name.to_owned(),
+            skipped,
+        }
+    }
+
+    #[test]
+    fn the_input_errors_line_sums_up_every_kind_of_damage() {
+        let mut summary = ReadSummary {
+            files_ok: 2,
+            ..ReadSummary::default()
+        };
+        assert_eq!(input_errors(&summary), None);
+        summary
+            .files_skipped
+            .push(("empty".into(), "empty file".into()));
+        summary.files_damaged.push(damaged(
+            "a",
+            Skipped {
+                blocks: 2,
+                uncounted_blocks: 1,
+                records: 10,
+                errors: 2,
+                ..Skipped::default()
+            },
+        ));
+        summary.files_damaged.push(damaged(
+            "b",
+            Skipped {
+                records: 7,
+                unknown_type: 1,
+                errors: 2,
+                ..Skipped::default()
+            },
+        ));
+        summary.files_damaged.push(damaged(
+            "c",
+            Skipped {
+                errors: 1,
+                ..Skipped::default()
+            },
+        ));
+        assert_eq!(
+            input_errors(&summary).as_deref(),
+            Some(
+                "input errors in 4 of 6 files: 1 skipped (empty: empty file); 3 damaged (a: 2 blocks skipped (at least 10 records); b: 6 records skipped, 1 record of an unknown type skipped; c: 1 error); at least 17 records skipped in all"
+            )
+        );
+    }
 }
