@@ -882,6 +882,7 @@ fn writer_schema(header: &Header) -> Result<(Schema, u64), HeaderError> {
     };
     let json: serde_json::Value = serde_json::from_slice(&entry.value)
         .map_err(|e| malformed(format!("avro.schema is not JSON: {e}")))?;
+    check_names(&json).map_err(malformed)?;
     let schema = catch_unwind(AssertUnwindSafe(|| Schema::parse(&json)))
         .map_err(|panic| {
             malformed(format!(
@@ -891,6 +892,60 @@ fn writer_schema(header: &Header) -> Result<(Schema, u64), HeaderError> {
         })?
         .map_err(|e| malformed(format!("avro.schema is not a valid Avro schema: {e}")))?;
     Ok((schema, entry.offset))
+}
+
+/// Checks every `name`, `namespace` and `aliases` entry of a schema's JSON before apache-avro
+/// parses it: its parser panics (an `unwrap`) on some invalid names instead of returning an
+/// error (found by fuzzing; apache-avro 0.21, `Name::parse`, `get_schema_type_name`,
+/// aliases). Names must be dotted identifiers (`[A-Za-z_][A-Za-z0-9_]*`), as the Avro
+/// specification requires.
+fn check_names(json: &serde_json::Value) -> Result<(), String> {
+    fn identifier(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+    fn fullname(s: &str) -> bool {
+        let s = s.strip_prefix('.').unwrap_or(s);
+        s.split('.').all(identifier)
+    }
+    let bad = |what: &str, s: &str| {
+        Err(format!(
+            "avro.schema has an invalid {what} \"{}\"",
+            s.escape_debug()
+        ))
+    };
+    match json {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("name", serde_json::Value::String(s)) if !fullname(s) => {
+                        return bad("name", s);
+                    }
+                    ("namespace", serde_json::Value::String(s))
+                        if !s.is_empty() && !fullname(s) =>
+                    {
+                        return bad("namespace", s);
+                    }
+                    ("aliases", serde_json::Value::Array(aliases)) => {
+                        for alias in aliases {
+                            if let serde_json::Value::String(s) = alias
+                                && !fullname(s)
+                            {
+                                return bad("alias", s);
+                            }
+                        }
+                    }
+                    _ => check_names(value)?,
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_names),
+        _ => Ok(()),
+    }
 }
 
 /// The path of an array whose items may encode to no byte at all (`null`, an empty record):

@@ -277,6 +277,21 @@ fn a_schema_that_is_not_json_or_not_avro() {
 }
 
 #[test]
+fn a_schema_with_an_invalid_name_is_refused_without_a_panic() {
+    // apache-avro 0.21's schema parser panics on this (found by fuzzing); the reader checks
+    // names first.
+    let bytes = header(&[(
+        "avro.schema",
+        br#"{"type":"record","name":"Sys\u000eFlow","fields":[]}"#,
+    )]);
+    let err = open_error(&bytes, "name.sf");
+    assert_eq!(
+        err.to_string(),
+        r#"name.sf: bad Avro header: at byte 18: avro.schema has an invalid name "Sys\u{e}Flow""#
+    );
+}
+
+#[test]
 fn an_unsupported_codec() {
     let (schema, _) = v5_datums();
     let bytes = header(&[
