@@ -366,6 +366,8 @@ fn check(out: &Outcome, name: &str) -> Result<(), TestCaseError> {
     );
     if let Some(e) = &out.header_error {
         prop_assert!(e.starts_with(&format!("{name}: ")), "{}", e);
+        // A panic caught by the reader's last line of defence is still a finding.
+        prop_assert!(!e.contains("panicked"), "{}", e);
     }
     for (i, (e, ends)) in out.errors.iter().enumerate() {
         prop_assert!(e.starts_with(&format!("{name}: ")), "{}", e);
@@ -391,8 +393,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, out: &Outcome) {
+    fn add(&mut self, out: &Outcome, what: &str, started: Instant) {
         self.cases += 1;
+        // A progress line every tenth of a long run.
+        let total = u64::from(cases(0));
+        if total >= 10_000 && self.cases % (total / 10) == 0 {
+            self.report(what, started);
+        }
         if out.header_error.is_some() {
             self.header_errors += 1;
         } else if out.errors.is_empty() {
@@ -442,7 +449,9 @@ fn the_decoder_survives_any_damage_to_real_traces() {
         check(&out, &t.name)?;
         // Records come from blocks, which hold at most their bytes' worth.
         prop_assert!(out.count <= 2 * t.records.len() + 10_000);
-        tally.borrow_mut().add(&out);
+        tally
+            .borrow_mut()
+            .add(&out, "decoder (any damage)", started);
         Ok(())
     });
     tally.borrow().report("decoder (any damage)", started);
@@ -478,7 +487,9 @@ fn one_flipped_bit_inside_a_block_costs_that_block_only() {
             out.errors
         );
         prop_assert!(out.records.len() <= before.len() + after.len() + 2 * count + 1);
-        tally.borrow_mut().add(&out);
+        tally
+            .borrow_mut()
+            .add(&out, "decoder (one bit flipped in a block)", started);
         Ok(())
     });
     tally
@@ -557,8 +568,16 @@ fn the_frame_codec_survives_arbitrary_and_mutated_payloads() {
             }),
     ];
     let mut runner = TestRunner::new(config(512));
+    let total = u64::from(cases(0));
     let result = runner.run(&payload, |p| {
         cases_run.set(cases_run.get() + 1);
+        if total >= 10_000 && cases_run.get() % (total / 10) == 0 {
+            eprintln!(
+                "fuzz frame codec: {} cases in {:.1?}",
+                cases_run.get(),
+                started.elapsed()
+            );
+        }
         if check_frame(p)? {
             decoded.set(decoded.get() + 1);
         }
