@@ -193,27 +193,42 @@ fn varint(v: i64) -> Vec<u8> {
     }
 }
 
-/// Applies `m` to `bytes` (positions relative to the current length; block positions from
-/// the clean layout, clamped).
-fn apply(bytes: &mut Vec<u8>, m: &Mutation, in_blocks: bool, t: &Trace) {
+/// Where a mutation's position falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Region {
+    /// Anywhere in the file.
+    All,
+    /// After the header: most damage goes there (the header is a small part of the file,
+    /// and a damaged header only ever rejects the file).
+    Blocks,
+    /// Inside the header (mostly its schema JSON).
+    Header,
+}
+
+/// Applies `m` to `bytes` (positions relative to the current length, within `region`; block
+/// positions from the clean layout, clamped).
+fn apply(bytes: &mut Vec<u8>, m: &Mutation, region: Region, t: &Trace) {
     let len = bytes.len();
-    // Most damage goes to the blocks: the header is a small part of the file, and a damaged
-    // header only ever rejects the file.
-    let from = match t.blocks.first() {
-        Some((range, _, _)) if in_blocks && range.start < len => range.start,
-        _ => 0,
+    let header_len = t
+        .blocks
+        .first()
+        .map_or(len, |(range, _, _)| range.start.min(len));
+    let (from, to) = match region {
+        Region::All => (0, len),
+        Region::Blocks => (header_len, len),
+        Region::Header => (0, header_len),
     };
     let at = |i: &Index| {
-        if len == 0 {
-            0
+        if to <= from {
+            from.min(len)
         } else {
-            from + i.index(len - from)
+            from + i.index(to - from)
         }
     };
     match m {
         Mutation::FlipBit(i, bit) => {
-            if len > 0 {
-                bytes[at(i)] ^= 1 << bit;
+            if let Some(b) = bytes.get_mut(at(i)) {
+                *b ^= 1 << bit;
             }
         }
         Mutation::Overwrite(i, new) => {
@@ -436,14 +451,21 @@ fn the_decoder_survives_any_damage_to_real_traces() {
     let tally = std::cell::RefCell::new(Tally::default());
     let strategy = (
         0..corpus.len(),
-        prop::collection::vec((mutation(), prop::bool::weighted(0.9)), 1..6),
+        prop::collection::vec(
+            (
+                mutation(),
+                prop::bool::weighted(0.9)
+                    .prop_map(|b| if b { Region::Blocks } else { Region::All }),
+            ),
+            1..6,
+        ),
     );
     let mut runner = TestRunner::new(config(48));
     let result = runner.run(&strategy, |(which, mutations)| {
         let t = &corpus[which];
         let mut bytes = t.bytes.clone();
-        for (m, in_blocks) in &mutations {
-            apply(&mut bytes, m, *in_blocks, t);
+        for (m, region) in &mutations {
+            apply(&mut bytes, m, *region, t);
         }
         let out = decode_watched(bytes, &t.name, false).map_err(TestCaseError::fail)?;
         check(&out, &t.name)?;
@@ -455,6 +477,37 @@ fn the_decoder_survives_any_damage_to_real_traces() {
         Ok(())
     });
     tally.borrow().report("decoder (any damage)", started);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn the_header_parser_survives_damage_to_the_schema() {
+    // Bit flips and small overwrites inside the header mostly keep the schema JSON valid JSON,
+    // which exercises apache-avro's schema parser (where the fuzzer found a panic).
+    let corpus = corpus();
+    let started = Instant::now();
+    let tally = std::cell::RefCell::new(Tally::default());
+    let edit = prop_oneof![
+        3 => (any::<Index>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
+        1 => (any::<Index>(), prop::collection::vec(any::<u8>(), 1..4))
+            .prop_map(|(i, b)| Mutation::Overwrite(i, b)),
+    ];
+    let strategy = (0..corpus.len(), prop::collection::vec(edit, 1..4));
+    let mut runner = TestRunner::new(config(48));
+    let result = runner.run(&strategy, |(which, edits)| {
+        let t = &corpus[which];
+        let mut bytes = t.bytes.clone();
+        for m in &edits {
+            apply(&mut bytes, m, Region::Header, t);
+        }
+        let out = decode_watched(bytes, &t.name, false).map_err(TestCaseError::fail)?;
+        check(&out, &t.name)?;
+        tally.borrow_mut().add(&out, "header parser", started);
+        Ok(())
+    });
+    tally.borrow().report("header parser", started);
     if let Err(e) = result {
         panic!("{e}");
     }
