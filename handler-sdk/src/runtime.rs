@@ -13,6 +13,7 @@ use sf_processor::handler::{DispatchStats, Dispatcher, Handler, HandlerConfig, e
 use sf_processor::journal::JournalReader;
 use sf_processor::logging;
 use sf_processor::ring::{Consumer, Next, RingSegment};
+use sf_processor::tables::MissingCounts;
 
 /// Environment variable holding the number of the inherited ring file descriptor.
 pub const ENV_RING_FD: &str = env::RING_FD;
@@ -293,6 +294,9 @@ pub fn run_with_shutdown<H: Handler>(
     }
     consumer.commit();
     let missing = dispatcher.tables().missing();
+    if let Some(warning) = describe_missing(&missing) {
+        log::warn!("{}: {warning}", config.name);
+    }
     let (_, stats) = dispatcher.finish();
     log::debug!(
         "{name}: {} records, {} handler errors, {decode_errors} undecodable frames, unresolved references: {missing:?}",
@@ -303,5 +307,50 @@ pub fn run_with_shutdown<H: Handler>(
         Err(RunError::Aborted)
     } else {
         Ok(stats)
+    }
+}
+
+/// The closing warning about references that never resolved, `None` when every one did:
+/// `3 references to entities never seen (processes 2, files 1); their records were handled
+/// without that context`.
+fn describe_missing(missing: &MissingCounts) -> Option<String> {
+    let parts: Vec<String> = [
+        ("processes", missing.processes),
+        ("files", missing.files),
+        ("containers", missing.containers),
+        ("pods", missing.pods),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{what} {n}"))
+    .collect();
+    let total = missing.processes + missing.files + missing.containers + missing.pods;
+    (total > 0).then(|| {
+        format!(
+            "{total} reference{} to entities never seen ({}); their records were handled without that context",
+            if total == 1 { "" } else { "s" },
+            parts.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_references_are_summed_up_by_kind() {
+        assert_eq!(describe_missing(&MissingCounts::default()), None);
+        let missing = MissingCounts {
+            processes: 2,
+            files: 1,
+            ..MissingCounts::default()
+        };
+        assert_eq!(
+            describe_missing(&missing).as_deref(),
+            Some(
+                "3 references to entities never seen (processes 2, files 1); their records were handled without that context"
+            )
+        );
     }
 }

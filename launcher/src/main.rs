@@ -7,10 +7,11 @@
 //! handler and one reader process that publishes every record of PATH into every ring, and
 //! supervises them until every handler has consumed the whole input.
 //!
-//! Exit status: 0 when the reader read everything and every handler finished; 1 when a process
-//! failed for good (the message names it); 2 when the pipeline could not start (bad pipeline
-//! file, unknown handler, missing trace), before anything was spawned; 130 when a second
-//! SIGINT/SIGTERM killed everything.
+//! Exit status: 0 when the reader read everything and every handler finished (bad input, such
+//! as a damaged block or a file that is not a trace, is reported and skipped by the reader and
+//! does not change it); 1 when a process failed for good (the message names it); 2 when the
+//! pipeline could not start (bad pipeline file, unknown handler, missing trace), before
+//! anything was spawned; 130 when a second SIGINT/SIGTERM killed everything.
 
 mod control;
 mod plan;

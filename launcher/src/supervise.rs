@@ -526,7 +526,6 @@ impl Supervisor {
                     _ if self.stopping => finished(self, State::Done, None),
                     // 3: nobody left to publish to; the handlers' states say why.
                     Some(0) | Some(3) => finished(self, State::Done, None),
-                    Some(1) => finished(self, State::Done, Some("the reader met input errors (see the messages above)".into())),
                     Some(4) => finished(
                         self,
                         State::Done,

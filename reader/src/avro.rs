@@ -8,8 +8,10 @@
 //! records gained fields (`ip`, `filename`, `entry`, `cwd`, `env`, `podId`, `openFlags`, `fd`, ...),
 //! and the earliest layout calls its process events `sysflow.flow.ProcessFlow`.
 //!
-//! So nothing here depends on positions. Each file is decoded with its **own writer schema**
-//! (`apache_avro::Reader::new`), and every datum is mapped onto the current model **by name**:
+//! So nothing here depends on positions. The container framing (header, blocks, sync markers,
+//! deflate) is read by [`crate::container`], which locates and survives damage; each datum is
+//! decoded with the file's **own writer schema** (`apache-avro`), and mapped onto the current
+//! model **by name**:
 //!
 //! 1. Once per file, a [`BranchTable`] gives, for each branch of the `rec` union, the writer's
 //!    record name and the [`RecordKind`] it maps to (simple name, namespace ignored; a
@@ -38,15 +40,17 @@
 //!
 //! # Errors
 //!
-//! Every [`DecodeError`] names the input (file path or socket name), and where it applies the
-//! record's 0-based index in the input, the byte offset of its Avro block, the writer's record
-//! name and the field, e.g.
+//! Every [`DecodeError`] names the input (file path or socket name) and where it is: the byte
+//! offset in the file, and for a record its 0-based index in the input, the byte offset of its
+//! Avro block, the writer's record name and the field, e.g.
 //! `k8s.sf: record 812 (FileFlow, block at byte 33670): field "fileOID": expected fixed(20), found string`.
 //! A record that cannot be mapped is reported and skipped: the records before and after it are
-//! still delivered. Damage to the Avro framing (truncated file, corrupt block) ends the file
-//! after the records before the damage ([`DecodeError::ends_stream`]). Nothing here panics on
-//! any input; as a last line of defence, a panic inside the Avro decoder is caught and reported
-//! as [`DecodeError::Panic`].
+//! still delivered. A damaged block (truncated, wrong sync marker, corrupt size or deflate
+//! data, undecodable datum) is reported and skipped, and reading goes on with the next sound
+//! block; a truncated last block ends the file ([`DecodeError::ends_stream`]).
+//! [`TraceReader::skipped`] counts what was skipped. Nothing here panics on any input, or
+//! allocates more than the largest block allows; as a last line of defence, a panic inside the
+//! Avro decoder is caught and reported as an undecodable datum.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,18 +58,19 @@ use std::fs::File as FsFile;
 use std::io::{self, BufReader, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
+use apache_avro::headers::HeaderBuilder;
 use apache_avro::schema::{Name, RecordSchema};
 use apache_avro::types::Value;
-use apache_avro::{Schema, error::Details};
+use apache_avro::{GenericSingleObjectReader, Schema};
 use sf_processor::model::{
     Container, ContainerType, File, FileEvent, FileFlow, Foid, K8sAction, K8sComponent, K8sEvent,
     NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Port, Process, ProcessEvent, ProcessFlow,
     Record, RecordKind, Service, SfHeader,
 };
 
+use crate::container::{BlockError, Container as AvroContainer, Header, HeaderError};
 // ---------------------------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +202,8 @@ impl BranchTable {
 /// Opens `path` and reads its Avro header + writer schema.
 ///
 /// Errors name the path: the file cannot be opened, is empty, is not an Avro object container
-/// file, or is an Avro file whose schema is not `sysflow.SysFlow`.
+/// file, has a truncated or malformed header or an unsupported codec, or is an Avro file whose
+/// schema is not `sysflow.SysFlow`.
 pub fn open(path: &Path) -> Result<TraceReader<BufReader<FsFile>>, DecodeError> {
     let name = path.display().to_string();
     let file = FsFile::open(path).map_err(|source| DecodeError::Open {
@@ -207,20 +213,61 @@ pub fn open(path: &Path) -> Result<TraceReader<BufReader<FsFile>>, DecodeError> 
     TraceReader::new(BufReader::new(file), name)
 }
 
+/// What a [`TraceReader`] has skipped so far: damaged blocks and records it could not deliver.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// Blocks skipped whole (truncated, wrong sync marker, corrupt size or compressed data).
+    pub blocks: u64,
+    /// Of those, the blocks whose record count could not be read.
+    pub uncounted_blocks: u64,
+    /// Records not delivered, as far as counts tell: those of skipped blocks, the rest of a
+    /// block after an undecodable datum, and single records that could not be mapped.
+    pub records: u64,
+    /// Of those, records of a union branch this reader does not know.
+    pub unknown_type: u64,
+    /// Errors reported (one per [`DecodeError`] yielded).
+    pub errors: u64,
+}
+
+impl Skipped {
+    /// Whether nothing was skipped and no error reported.
+    pub fn is_empty(&self) -> bool {
+        *self == Skipped::default()
+    }
+}
+
+/// The current block's inflated data and how far its datums were read.
+#[derive(Debug, Default)]
+struct CurrentBlock {
+    data: Vec<u8>,
+    /// Byte index in `data` of the next datum.
+    cursor: usize,
+    /// Datums of the block not read yet.
+    left: u64,
+    /// Datums in the block.
+    count: u64,
+}
+
 /// Iterates over the records of one SysFlow Avro object container file (or stream).
 ///
 /// Yields `Ok(record)` per datum, in file order. A datum that cannot be mapped yields an `Err`
-/// and the iteration goes on with the next datum; an error in the Avro framing (truncated file,
-/// corrupt block: [`DecodeError::ends_stream`]) is yielded once, after every record before the
-/// damage, and the iterator returns `None` from then on.
+/// and the iteration goes on with the next datum. A damaged block (truncated, wrong sync
+/// marker, corrupt size or compressed data, undecodable datum) yields one `Err` naming its byte
+/// offset, after every record before the damage, and the iteration goes on with the next
+/// sound block (see [`crate::container`]); an error that ends the input
+/// ([`DecodeError::ends_stream`]) is the last item. [`TraceReader::skipped`] counts what was
+/// skipped.
 pub struct TraceReader<R: Read> {
     file: TraceFile,
-    avro: apache_avro::Reader<'static, Counting<R>>,
-    counter: Arc<Counter>,
-    /// Index of the next datum.
+    container: AvroContainer<R>,
+    datums: GenericSingleObjectReader,
+    block: CurrentBlock,
+    /// Index of the next datum in the input (the datums of skipped blocks counted, when their
+    /// count is known).
     next_record: u64,
-    /// Byte offset of the Avro block the last datum came from.
+    /// Byte offset of the current block.
     block_offset: u64,
+    skipped: Skipped,
     done: bool,
 }
 
@@ -231,63 +278,66 @@ impl<R: Read> fmt::Debug for TraceReader<R> {
             .field("codec", &self.file.codec)
             .field("next_record", &self.next_record)
             .field("bytes_read", &self.bytes_read())
+            .field("skipped", &self.skipped)
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+/// The datum reader's "single object" header: none (container datums carry no header).
+struct NoHeader;
+
+impl HeaderBuilder for NoHeader {
+    fn build_header(&self) -> Vec<u8> {
+        Vec::new()
     }
 }
 
 impl<R: Read> TraceReader<R> {
     /// Reads the Avro header and writer schema from `source`; `name` (a path, a socket name)
     /// is what errors will call this input.
+    ///
+    /// # Errors
+    /// The input is empty, not an Avro object container, has a truncated or malformed header
+    /// or an unsupported codec, or its writer schema is not `sysflow.SysFlow`.
     pub fn new(source: R, name: String) -> Result<Self, DecodeError> {
-        let counter = Arc::new(Counter::default());
-        counter.capturing.store(true, Ordering::Relaxed);
-        let counting = Counting {
-            inner: source,
-            counter: Arc::clone(&counter),
-        };
-        let opened = catch_unwind(AssertUnwindSafe(|| apache_avro::Reader::new(counting)));
-        counter.capturing.store(false, Ordering::Relaxed);
-        let header = std::mem::take(
-            &mut *counter
-                .header
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let header_len = counter.position();
-        let avro = match opened {
-            Ok(Ok(avro)) => avro,
-            Ok(Err(source)) => return Err(header_error(name, header_len, source)),
-            Err(panic) => {
-                return Err(DecodeError::Panic {
-                    at: Position {
-                        source: name.into(),
-                        record: 0,
-                        block_offset: None,
-                    },
-                    message: panic_message(panic.as_ref()),
-                });
-            }
-        };
-        let branches = BranchTable::from_schema(avro.writer_schema()).map_err(|reason| {
-            DecodeError::NotSysFlow {
+        limit_allocations();
+        let container = AvroContainer::open(source).map_err(|e| header_error(&name, e))?;
+        let header = container.header();
+        let (writer_schema, schema_at) =
+            writer_schema(header).map_err(|problem| DecodeError::Header {
                 file: name.clone(),
-                reason,
-            }
-        })?;
+                problem,
+            })?;
+        let not_sysflow = |reason: String| DecodeError::NotSysFlow {
+            file: name.clone(),
+            reason,
+            offset: schema_at,
+        };
+        let branches = BranchTable::from_schema(&writer_schema).map_err(not_sysflow)?;
+        if let Some(path) = zero_size_array(&writer_schema) {
+            return Err(not_sysflow(format!(
+                "arrays of items that take no bytes ({path}) are not SysFlow"
+            )));
+        }
+        let datums =
+            GenericSingleObjectReader::new_with_header_builder(writer_schema.clone(), NoHeader)
+                .map_err(|e| not_sysflow(format!("the writer schema cannot be resolved: {e}")))?;
         let file = TraceFile {
-            codec: codec_of_header(&header),
-            header_len,
-            writer_schema: avro.writer_schema().clone(),
+            codec: header.codec.name().to_owned(),
+            header_len: header.len,
+            writer_schema,
             branches,
             name: name.into(),
         };
         Ok(TraceReader {
+            block_offset: file.header_len,
             file,
-            avro,
-            counter,
+            container,
+            datums,
+            block: CurrentBlock::default(),
             next_record: 0,
-            block_offset: header_len,
+            skipped: Skipped::default(),
             done: false,
         })
     }
@@ -297,14 +347,21 @@ impl<R: Read> TraceReader<R> {
         &self.file
     }
 
-    /// Number of datums read so far (mapped or not), which is also the index of the next one.
+    /// Number of datums read or skipped so far (mapped or not; the records of a skipped block
+    /// are counted when its count could be read), which is also the index of the next one.
     pub fn records_read(&self) -> u64 {
         self.next_record
     }
 
-    /// Number of bytes consumed from the source so far (header included).
+    /// Number of bytes of the input consumed so far: the header and every block read or
+    /// skipped.
     pub fn bytes_read(&self) -> u64 {
-        self.counter.position()
+        self.container.offset()
+    }
+
+    /// What was skipped so far.
+    pub fn skipped(&self) -> Skipped {
+        self.skipped
     }
 
     fn position_of(&self, record: u64) -> Position {
@@ -314,54 +371,146 @@ impl<R: Read> TraceReader<R> {
             block_offset: Some(self.block_offset),
         }
     }
+
+    /// Ends the current block after a problem with its data: its remaining datums are
+    /// skipped.
+    fn abandon_block(&mut self, problem: DataProblem) -> DecodeError {
+        let at = self.position_of(self.next_record);
+        let left = self.block.left;
+        self.skipped.records += left;
+        self.next_record += left;
+        self.block.left = 0;
+        self.block.cursor = self.block.data.len();
+        DecodeError::BlockData { at, problem }
+    }
+
+    /// The next datum of the current block, or `None` when the block is used up.
+    fn next_in_block(&mut self) -> Option<Result<Record, DecodeError>> {
+        let block = &mut self.block;
+        if block.left == 0 {
+            let trailing = block.data.len().saturating_sub(block.cursor);
+            block.cursor = block.data.len();
+            if trailing > 0 {
+                let problem = DataProblem::Trailing {
+                    bytes: trailing as u64,
+                    count: block.count,
+                };
+                return Some(Err(self.abandon_block(problem)));
+            }
+            return None;
+        }
+        let rest = block.data.get(block.cursor..).unwrap_or_default();
+        if rest.is_empty() {
+            let problem = DataProblem::Short {
+                decoded: block.count - block.left,
+                count: block.count,
+            };
+            return Some(Err(self.abandon_block(problem)));
+        }
+        let mut slice = rest;
+        let datums = &self.datums;
+        let decoded = catch_unwind(AssertUnwindSafe(|| datums.read_value(&mut slice)));
+        let consumed = rest.len() - slice.len();
+        let offset = block.cursor as u64;
+        let value = match decoded {
+            Ok(Ok(value)) if consumed > 0 => value,
+            Ok(Ok(_)) => {
+                let problem = DataProblem::Undecodable {
+                    offset,
+                    reason: "a datum that takes no bytes".into(),
+                    left: block.left,
+                };
+                return Some(Err(self.abandon_block(problem)));
+            }
+            Ok(Err(e)) => {
+                let problem = DataProblem::Undecodable {
+                    offset,
+                    reason: e.to_string().into(),
+                    left: block.left,
+                };
+                return Some(Err(self.abandon_block(problem)));
+            }
+            Err(panic) => {
+                let problem = DataProblem::Undecodable {
+                    offset,
+                    reason: format!(
+                        "the Avro decoder panicked: {}",
+                        panic_message(panic.as_ref())
+                    )
+                    .into(),
+                    left: block.left,
+                };
+                return Some(Err(self.abandon_block(problem)));
+            }
+        };
+        block.cursor += consumed;
+        block.left -= 1;
+        let record = self.next_record;
+        self.next_record += 1;
+        match datum_to_record(value, &self.file.branches) {
+            Ok(record) => Some(Ok(record)),
+            Err(e) => {
+                self.skipped.records += 1;
+                if matches!(e, DatumError::UnknownBranch { .. }) {
+                    self.skipped.unknown_type += 1;
+                }
+                Some(Err(e.at(self.position_of(record))))
+            }
+        }
+    }
 }
 
 impl<R: Read> Iterator for TraceReader<R> {
     type Item = Result<Record, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let before = self.counter.position();
-        let item = catch_unwind(AssertUnwindSafe(|| self.avro.next()));
-        let after = self.counter.position();
-        if after != before {
-            // The Avro reader only reads from the source to load the next block.
-            self.block_offset = before;
-        }
-        let record = self.next_record;
-        match item {
-            Ok(None) => {
-                self.done = true;
-                None
+        loop {
+            if self.done {
+                return None;
             }
-            Ok(Some(Ok(value))) => {
-                self.next_record += 1;
-                Some(
-                    datum_to_record(value, &self.file.branches)
-                        .map_err(|e| e.at(self.position_of(record))),
-                )
+            if let Some(item) = self.next_in_block() {
+                if item.is_err() {
+                    self.skipped.errors += 1;
+                }
+                return Some(item);
             }
-            Ok(Some(Err(source))) => {
-                self.done = true;
-                Some(Err(DecodeError::Avro {
-                    at: self.position_of(record),
-                    offset: after,
-                    source,
-                }))
-            }
-            Err(panic) => {
-                self.done = true;
-                Some(Err(DecodeError::Panic {
-                    at: self.position_of(record),
-                    message: panic_message(panic.as_ref()),
-                }))
+            match self.container.next_block(&mut self.block.data) {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Ok(info)) => {
+                    self.block_offset = info.offset;
+                    self.block.cursor = 0;
+                    self.block.left = info.count;
+                    self.block.count = info.count;
+                }
+                Some(Err(error)) => {
+                    self.block_offset = error.offset;
+                    self.block.cursor = self.block.data.len();
+                    self.block.left = 0;
+                    let records = error.recovery.records();
+                    self.skipped.blocks += 1;
+                    self.skipped.errors += 1;
+                    match records {
+                        Some(n) => self.skipped.records += n,
+                        None => self.skipped.uncounted_blocks += 1,
+                    }
+                    let record = self.next_record;
+                    self.next_record += records.unwrap_or(0);
+                    if error.recovery.ends_input() {
+                        self.done = true;
+                    }
+                    return Some(Err(DecodeError::Block {
+                        file: Arc::clone(&self.file.name),
+                        record,
+                        error: Box::new(error),
+                    }));
+                }
             }
         }
     }
 }
-
 /// Converts one datum (a `sysflow.SysFlow` Value) given the branch table — usable later by a
 /// socket driver that receives one Avro datum per message.
 ///
@@ -461,9 +610,72 @@ impl fmt::Display for FieldProblem {
         }
     }
 }
+/// What is wrong with the data of a sound block (its framing checked out).
+#[derive(Debug)]
+pub enum DataProblem {
+    /// A datum does not decode with the writer schema; the block's remaining datums (this one
+    /// included) are skipped.
+    Undecodable {
+        /// Byte offset of the datum in the block's inflated data.
+        offset: u64,
+        /// The Avro decoder's message.
+        reason: Box<str>,
+        /// Datums skipped, this one included.
+        left: u64,
+    },
+    /// The data ends before the block's count of datums.
+    Short {
+        /// Datums decoded.
+        decoded: u64,
+        /// The block's count.
+        count: u64,
+    },
+    /// Bytes follow the block's last datum (its count may be too small).
+    Trailing {
+        /// Bytes left over.
+        bytes: u64,
+        /// The block's count.
+        count: u64,
+    },
+}
 
-/// An error decoding a SysFlow input. Every variant names the input; see
-/// [`DecodeError::ends_stream`] for which ones end it.
+impl fmt::Display for DataProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataProblem::Undecodable {
+                offset,
+                reason,
+                left,
+            } => write!(
+                f,
+                "undecodable datum at byte {offset} of the block's data: {reason}; {} skipped",
+                plural(*left, "record of the block", "records of the block")
+            ),
+            DataProblem::Short { decoded, count } => write!(
+                f,
+                "the block's data ends after {decoded} of its {count} records; {} skipped",
+                plural(count.saturating_sub(*decoded), "record", "records")
+            ),
+            DataProblem::Trailing { bytes, count } => write!(
+                f,
+                "{} of data left after the block's {} (ignored)",
+                plural(*bytes, "byte", "bytes"),
+                plural(*count, "record", "records")
+            ),
+        }
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// An error decoding a SysFlow input. Every variant names the input and, for a file, the byte
+/// offset of the problem; see [`DecodeError::ends_stream`] for which ones end it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -482,52 +694,70 @@ pub enum DecodeError {
         file: String,
     },
     /// The input does not start with the Avro magic `Obj\x01`.
-    #[error("{file}: not an Avro object container file (wrong magic, expected \"Obj\\x01\")")]
+    #[error(
+        "{file}: not an Avro object container file (wrong magic at byte 0: found \"{}\", expected \"Obj\\x01\")",
+        .found.escape_ascii()
+    )]
     BadMagic {
         /// The input's name.
         file: String,
+        /// Its first bytes (up to four).
+        found: Vec<u8>,
     },
-    /// The Avro header is truncated or malformed.
-    #[error("{file}: bad Avro header (stopped at byte {offset}): {source}")]
+    /// The Avro header is truncated or malformed, or its schema is not a valid Avro schema.
+    #[error("{file}: bad Avro header: {problem}")]
     Header {
         /// The input's name.
         file: String,
-        /// Bytes read when the error occurred.
+        /// What is wrong, and where.
+        problem: HeaderError,
+    },
+    /// The blocks use a codec this reader does not decode.
+    #[error(
+        "{file}: unsupported Avro codec \"{}\" (avro.codec at byte {offset}); this reader decodes null and deflate",
+        .codec.escape_debug()
+    )]
+    UnsupportedCodec {
+        /// The input's name.
+        file: String,
+        /// The codec's name.
+        codec: String,
+        /// Byte offset of the `avro.codec` value in the header.
         offset: u64,
-        /// The Avro error.
-        source: apache_avro::Error,
     },
     /// A valid Avro file whose writer schema is not `sysflow.SysFlow` with a `rec` union.
-    #[error("{file}: not a SysFlow trace: {reason}")]
+    #[error("{file}: not a SysFlow trace: {reason} (writer schema at byte {offset})")]
     NotSysFlow {
         /// The input's name.
         file: String,
         /// What is wrong with the schema.
         reason: String,
-    },
-    /// The Avro data is truncated or corrupt (block framing, compression or datum encoding).
-    /// Ends the input.
-    #[error("{at}: truncated or corrupt Avro data (stopped at byte {offset}): {source}")]
-    Avro {
-        /// The datum that could not be read (its index is the number of datums read before).
-        at: Position,
-        /// Bytes read when the error occurred.
+        /// Byte offset of the `avro.schema` value in the header.
         offset: u64,
-        /// The Avro error.
-        source: apache_avro::Error,
     },
-    /// The Avro decoder panicked on this input (a bug in it); the panic was caught. Ends the
-    /// input.
-    #[error("{at}: the Avro decoder panicked: {message}")]
-    Panic {
-        /// Where.
+    /// A damaged block (truncated, wrong sync marker, corrupt size or compressed data): it is
+    /// skipped, and reading goes on after the next sync marker unless the damage ends the file.
+    #[error("{file}: {error}")]
+    Block {
+        /// The input's name.
+        file: Arc<str>,
+        /// Index of the block's first record in the input.
+        record: u64,
+        /// The block's offset, the problem and what reading did.
+        error: Box<BlockError>,
+    },
+    /// The data of a block does not hold the datums its count says; the rest of the block is
+    /// skipped.
+    #[error("{at}: {problem}")]
+    BlockData {
+        /// The first datum affected.
         at: Position,
-        /// The panic message.
-        message: String,
+        /// What is wrong.
+        problem: DataProblem,
     },
     /// The datum is of a union branch that is not a SysFlow record type this reader knows.
     #[error(
-        "{}: record {}{}: unknown record type {name} (branch {index} of the rec union)",
+        "{}: record {}{}: unknown record type {name} (branch {index} of the rec union); skipped",
         .at.source, .at.record, .at.note(None)
     )]
     UnknownBranch {
@@ -566,84 +796,221 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Whether the input cannot be read any further after this error (it could not be opened,
-    /// is not a SysFlow Avro file, or its Avro data is damaged). The other errors concern one
-    /// record, which is skipped; the iteration goes on.
+    /// Whether the input cannot be read any further after this error: it could not be opened,
+    /// is not a SysFlow Avro file, or a damaged block ended it. After the other errors, which
+    /// concern one block or one record, the iteration goes on.
     pub fn ends_stream(&self) -> bool {
-        !matches!(
-            self,
-            DecodeError::UnknownBranch { .. }
-                | DecodeError::Datum { .. }
-                | DecodeError::Field { .. }
-        )
+        match self {
+            DecodeError::Block { error, .. } => error.recovery.ends_input(),
+            DecodeError::BlockData { .. }
+            | DecodeError::UnknownBranch { .. }
+            | DecodeError::Datum { .. }
+            | DecodeError::Field { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// Why a file was rejected at open, in a few words for a summary line:
+    /// `empty file`, `not an Avro file (wrong magic at byte 0)`, `not a SysFlow trace`, ...
+    pub fn brief(&self) -> String {
+        match self {
+            DecodeError::Open { source, .. } => format!("cannot open ({source})"),
+            DecodeError::Empty { .. } => "empty file".to_owned(),
+            DecodeError::BadMagic { .. } => "not an Avro file (wrong magic at byte 0)".to_owned(),
+            DecodeError::Header {
+                problem: HeaderError::Truncated { end },
+                ..
+            } => format!("truncated Avro header ({})", plural(*end, "byte", "bytes")),
+            DecodeError::Header { .. } => "bad Avro header".to_owned(),
+            DecodeError::UnsupportedCodec { codec, .. } => {
+                format!("unsupported Avro codec \"{}\"", codec.escape_debug())
+            }
+            DecodeError::NotSysFlow { .. } => "not a SysFlow trace".to_owned(),
+            DecodeError::Block { error, .. } => format!("damaged block at byte {}", error.offset),
+            DecodeError::BlockData { at, .. } => {
+                format!("damaged block at byte {}", at.block_offset.unwrap_or(0))
+            }
+            DecodeError::UnknownBranch { name, .. } => format!("unknown record type {name}"),
+            DecodeError::Datum { .. } | DecodeError::Field { .. } => {
+                "record that does not map to the model".to_owned()
+            }
+        }
     }
 }
-
 // ---------------------------------------------------------------------------------------------
 // Header and schema
 // ---------------------------------------------------------------------------------------------
 
-/// Counts (and, while the header is read, keeps) the bytes the Avro reader consumes.
-#[derive(Debug, Default)]
-struct Counter {
-    position: AtomicU64,
-    capturing: AtomicBool,
-    header: Mutex<Vec<u8>>,
+/// Longest length prefix (string or bytes length, array or map block count) the Avro decoder
+/// accepts in a datum: 4 MiB. The collector cannot write a longer string (Linux caps a
+/// command line at 2 MiB); a corrupt length fails instead of allocating, and a corrupt
+/// array count reserves at most 4 Mi values (untouched virtual memory, ~200 MiB) rather than
+/// the 512 Mi of apache-avro's default, which could exhaust the address space of a small
+/// machine and abort the process.
+pub const MAX_DATUM_LENGTH: usize = 4 << 20;
+
+/// Sets [`MAX_DATUM_LENGTH`] as apache-avro's allocation limit (process-wide, taken once).
+fn limit_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_DATUM_LENGTH);
 }
 
-impl Counter {
-    fn position(&self) -> u64 {
-        self.position.load(Ordering::Relaxed)
-    }
-}
-
-struct Counting<R> {
-    inner: R,
-    counter: Arc<Counter>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counter.position.fetch_add(n as u64, Ordering::Relaxed);
-        if self.counter.capturing.load(Ordering::Relaxed) {
-            let mut header = self
-                .counter
-                .header
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            header.extend_from_slice(buf.get(..n).unwrap_or_default());
-        }
-        Ok(n)
-    }
-}
-
-fn header_error(file: String, offset: u64, source: apache_avro::Error) -> DecodeError {
-    match source.details() {
-        Details::ReadHeader(e) if offset == 0 && e.kind() == io::ErrorKind::UnexpectedEof => {
-            DecodeError::Empty { file }
-        }
-        Details::HeaderMagic => DecodeError::BadMagic { file },
-        _ => DecodeError::Header {
+fn header_error(file: &str, error: HeaderError) -> DecodeError {
+    let file = file.to_owned();
+    match error {
+        HeaderError::Empty => DecodeError::Empty { file },
+        HeaderError::BadMagic { found } => DecodeError::BadMagic { file, found },
+        HeaderError::UnsupportedCodec { codec, at } => DecodeError::UnsupportedCodec {
             file,
-            offset,
-            source,
+            codec,
+            offset: at,
         },
+        problem => DecodeError::Header { file, problem },
     }
 }
 
-/// The `avro.codec` of a header (magic, metadata map, sync marker), `"null"` when absent.
-fn codec_of_header(header: &[u8]) -> String {
-    let mut metadata = header.get(4..).unwrap_or_default();
-    let map = apache_avro::from_avro_datum(&Schema::map(Schema::Bytes), &mut metadata, None);
-    if let Ok(Value::Map(map)) = map
-        && let Some(Value::Bytes(codec)) = map.get("avro.codec")
-    {
-        return String::from_utf8_lossy(codec).into_owned();
-    }
-    "null".to_owned()
+/// The writer schema of a container (`avro.schema`) and the byte offset of its JSON.
+fn writer_schema(header: &Header) -> Result<(Schema, u64), HeaderError> {
+    let Some(entry) = header.get("avro.schema") else {
+        return Err(HeaderError::Malformed {
+            at: 4,
+            reason: "the metadata has no avro.schema".to_owned(),
+        });
+    };
+    let malformed = |reason: String| HeaderError::Malformed {
+        at: entry.offset,
+        reason,
+    };
+    let json: serde_json::Value = serde_json::from_slice(&entry.value)
+        .map_err(|e| malformed(format!("avro.schema is not JSON: {e}")))?;
+    check_names(&json).map_err(malformed)?;
+    let schema = catch_unwind(AssertUnwindSafe(|| Schema::parse(&json)))
+        .map_err(|panic| {
+            malformed(format!(
+                "the Avro schema parser panicked on avro.schema: {}",
+                panic_message(panic.as_ref())
+            ))
+        })?
+        .map_err(|e| malformed(format!("avro.schema is not a valid Avro schema: {e}")))?;
+    Ok((schema, entry.offset))
 }
 
+/// Checks every `name`, `namespace` and `aliases` entry of a schema's JSON before apache-avro
+/// parses it: its parser panics (an `unwrap`) on some invalid names instead of returning an
+/// error (found by fuzzing; apache-avro 0.21, `Name::parse`, `get_schema_type_name`,
+/// aliases). Names must be dotted identifiers (`[A-Za-z_][A-Za-z0-9_]*`), as the Avro
+/// specification requires.
+fn check_names(json: &serde_json::Value) -> Result<(), String> {
+    fn identifier(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+    fn fullname(s: &str) -> bool {
+        let s = s.strip_prefix('.').unwrap_or(s);
+        s.split('.').all(identifier)
+    }
+    let bad = |what: &str, s: &str| {
+        Err(format!(
+            "avro.schema has an invalid {what} \"{}\"",
+            s.escape_debug()
+        ))
+    };
+    match json {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("name", serde_json::Value::String(s)) if !fullname(s) => {
+                        return bad("name", s);
+                    }
+                    ("namespace", serde_json::Value::String(s))
+                        if !s.is_empty() && !fullname(s) =>
+                    {
+                        return bad("namespace", s);
+                    }
+                    ("aliases", serde_json::Value::Array(aliases)) => {
+                        for alias in aliases {
+                            if let serde_json::Value::String(s) = alias
+                                && !fullname(s)
+                            {
+                                return bad("alias", s);
+                            }
+                        }
+                    }
+                    _ => check_names(value)?,
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_names),
+        _ => Ok(()),
+    }
+}
+
+/// The path of an array whose items may encode to no byte at all (`null`, an empty record):
+/// a few bytes of such data would decode to millions of values, so such a schema is refused.
+fn zero_size_array(schema: &Schema) -> Option<String> {
+    let mut definitions = HashMap::new();
+    collect_records(schema, &mut definitions);
+    let mut path = Vec::new();
+    find_zero_size_array(schema, &definitions, &mut path, 0)
+}
+
+fn find_zero_size_array(
+    schema: &Schema,
+    defs: &HashMap<String, &RecordSchema>,
+    path: &mut Vec<String>,
+    depth: usize,
+) -> Option<String> {
+    if depth > 64 {
+        return None;
+    }
+    match schema {
+        Schema::Array(array) => {
+            if min_size(&array.items, defs, 0) == 0 {
+                return Some(path.join("."));
+            }
+            find_zero_size_array(&array.items, defs, path, depth + 1)
+        }
+        Schema::Map(map) => find_zero_size_array(&map.types, defs, path, depth + 1),
+        Schema::Union(union) => union
+            .variants()
+            .iter()
+            .find_map(|v| find_zero_size_array(v, defs, path, depth + 1)),
+        Schema::Record(record) => record.fields.iter().find_map(|field| {
+            path.push(field.name.clone());
+            let found = find_zero_size_array(&field.schema, defs, path, depth + 1);
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// The fewest bytes a value of `schema` takes (named references followed to a small depth).
+fn min_size(schema: &Schema, defs: &HashMap<String, &RecordSchema>, depth: usize) -> u64 {
+    if depth > 64 {
+        return 1;
+    }
+    match schema {
+        Schema::Null => 0,
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .map(|f| min_size(&f.schema, defs, depth + 1))
+            .fold(0, u64::saturating_add),
+        Schema::Ref { name } => defs.get(&name.fullname(None)).map_or(1, |record| {
+            record
+                .fields
+                .iter()
+                .map(|f| min_size(&f.schema, defs, depth + 1))
+                .fold(0, u64::saturating_add)
+        }),
+        Schema::Fixed(fixed) => fixed.size as u64,
+        _ => 1,
+    }
+}
 fn collect_records<'s>(schema: &'s Schema, out: &mut HashMap<String, &'s RecordSchema>) {
     match schema {
         Schema::Record(record) => {

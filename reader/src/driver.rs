@@ -4,9 +4,8 @@
 //! collector files have no extension). Every record gets the next sequence number (from 1)
 //! and is published, serialized once, into every handler's ring.
 
-use std::path::{Path, PathBuf};
-
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sf_processor::codec;
@@ -14,7 +13,7 @@ use sf_processor::journal::JournalWriter;
 use sf_processor::model::{Record, RecordKind};
 use sf_processor::ring::{Producer, PushError};
 
-use crate::avro;
+use crate::avro::{self, Skipped};
 
 /// The trace files of `path`: itself if it is a file, else the regular files directly in it,
 /// sorted by name, hidden files (names starting with `.`) left out. An empty directory is
@@ -45,15 +44,28 @@ pub fn input_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// What the reader did, for its closing log line and exit status.
+/// What the reader did, for its closing log lines.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReadSummary {
-    /// Files read to their end.
+    /// Files read to their end without any error.
     pub files_ok: usize,
-    /// Files that stopped early on an error (their records before the error were published).
-    pub files_failed: usize,
+    /// Files read with errors: damaged blocks or records skipped (their other records were
+    /// published).
+    pub files_damaged: Vec<FileDamage>,
+    /// Files rejected at open (not read at all): file name and why, e.g.
+    /// `("notes.txt", "not an Avro file (wrong magic at byte 0)")`.
+    pub files_skipped: Vec<(String, String)>,
     /// Records published, per kind (indexed like `RecordKind::ALL`).
     pub published: [u64; 12],
+}
+
+/// What was skipped in one file that could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDamage {
+    /// The file's name.
+    pub name: String,
+    /// What its reader skipped.
+    pub skipped: Skipped,
 }
 
 impl ReadSummary {
@@ -61,7 +73,20 @@ impl ReadSummary {
     pub fn total(&self) -> u64 {
         self.published.iter().sum()
     }
+
+    /// Files with errors, rejected or damaged.
+    pub fn files_failed(&self) -> usize {
+        self.files_skipped.len() + self.files_damaged.len()
+    }
+
+    /// Files seen.
+    pub fn files(&self) -> usize {
+        self.files_ok + self.files_failed()
+    }
 }
+
+/// How many errors of one file are logged one by one; the rest are counted and summed up.
+pub const MAX_ERRORS_LOGGED_PER_FILE: u64 = 20;
 
 /// What to do with a record when a handler's ring is full (the `overflow` key of its block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,9 +291,11 @@ impl Publisher {
     }
 }
 
-/// Reads every trace file of `path` and publishes its records. A file that fails midway is
-/// reported with the error (which names the file and where) and the next file is read.
-/// Stops early, between two records, once `stop` is set.
+/// Reads every trace file of `path` and publishes its records. Bad input is reported and
+/// skipped: a file that cannot be read at all is logged with the reason (which names the file
+/// and where), a damaged block or a record that cannot be mapped is logged and skipped (at most
+/// [`MAX_ERRORS_LOGGED_PER_FILE`] messages per file), and reading goes on; `summary` counts
+/// what was skipped. Stops early, between two records, once `stop` is set.
 ///
 /// # Errors
 /// [`NoConsumers`] when there is nobody left to publish to.
@@ -282,16 +309,20 @@ pub fn read_into(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let reader = match avro::open(file) {
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut reader = match avro::open(file) {
             Ok(r) => r,
             Err(e) => {
-                log::error!("{e}");
-                summary.files_failed += 1;
+                log::error!("{e}; file skipped");
+                summary.files_skipped.push((name, e.brief()));
                 continue;
             }
         };
-        let mut failed = false;
-        for item in reader {
+        let mut errors = 0u64;
+        for item in reader.by_ref() {
             if stop.load(Ordering::Relaxed) {
                 log::info!("stopping: {} records published", publisher.seq());
                 break;
@@ -302,22 +333,32 @@ pub fn read_into(
                     publisher.publish(&record)?;
                 }
                 Err(e) => {
-                    log::error!("{e}");
-                    failed = true;
+                    errors += 1;
+                    if errors <= MAX_ERRORS_LOGGED_PER_FILE {
+                        log::error!("{e}");
+                    }
                 }
             }
         }
         publisher.flush();
-        if failed {
-            summary.files_failed += 1;
-        } else {
+        if errors > MAX_ERRORS_LOGGED_PER_FILE {
+            log::error!(
+                "{}: {} more errors not shown",
+                file.display(),
+                errors - MAX_ERRORS_LOGGED_PER_FILE
+            );
+        }
+        let skipped = reader.skipped();
+        if skipped.is_empty() {
             summary.files_ok += 1;
+        } else {
+            summary.files_damaged.push(FileDamage { name, skipped });
         }
     }
     Ok(())
 }
 
-/// A one-line description of `summary`: `23 records from 1 file (SFHeader 1, Process 10, ...)`.
+/// A one-line description of `summary`: `23 records from 1 file(s) (SFHeader 1, Process 10, ...)`.
 pub fn describe(summary: &ReadSummary) -> String {
     let kinds: Vec<String> = RecordKind::ALL
         .iter()
@@ -327,8 +368,163 @@ pub fn describe(summary: &ReadSummary) -> String {
     format!(
         "{} records from {} file(s) ({}); {} file(s) with errors",
         summary.total(),
-        summary.files_ok + summary.files_failed,
+        summary.files(),
         kinds.join(", "),
-        summary.files_failed
+        summary.files_failed()
     )
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// What was skipped in a damaged file: `1 block skipped (1281 records), 2 records skipped`.
+fn describe_damage(s: &Skipped) -> String {
+    let mut parts = Vec::new();
+    let block_records = s.records.saturating_sub(s.unknown_type);
+    if s.blocks > 0 {
+        let records = match (s.uncounted_blocks, block_records) {
+            (0, n) => count(n, "record", "records"),
+            (_, 0) => "records unknown".to_owned(),
+            (_, n) => format!("at least {}", count(n, "record", "records")),
+        };
+        parts.push(format!(
+            "{} skipped ({records})",
+            count(s.blocks, "block", "blocks")
+        ));
+    } else if block_records > 0 {
+        parts.push(format!(
+            "{} skipped",
+            count(block_records, "record", "records")
+        ));
+    }
+    if s.unknown_type > 0 {
+        parts.push(format!(
+            "{} of an unknown type skipped",
+            count(s.unknown_type, "record", "records")
+        ));
+    }
+    if parts.is_empty() {
+        parts.push(count(s.errors, "error", "errors"));
+    }
+    parts.join(", ")
+}
+
+/// The closing warning about bad input, `None` when there was none:
+///
+/// ```text
+/// input errors in 3 of 5 files: 2 skipped (empty.sf: empty file; notes.txt: not an Avro file (wrong magic at byte 0)); 1 damaged (k8s_small.sf: 1 block skipped (1281 records)); 1281 records skipped in all
+/// ```
+pub fn input_errors(summary: &ReadSummary) -> Option<String> {
+    if summary.files_failed() == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !summary.files_skipped.is_empty() {
+        let list: Vec<String> = summary
+            .files_skipped
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect();
+        parts.push(format!(
+            "{} skipped ({})",
+            summary.files_skipped.len(),
+            list.join("; ")
+        ));
+    }
+    if !summary.files_damaged.is_empty() {
+        let list: Vec<String> = summary
+            .files_damaged
+            .iter()
+            .map(|d| format!("{}: {}", d.name, describe_damage(&d.skipped)))
+            .collect();
+        parts.push(format!(
+            "{} damaged ({})",
+            summary.files_damaged.len(),
+            list.join("; ")
+        ));
+    }
+    let records: u64 = summary
+        .files_damaged
+        .iter()
+        .map(|d| d.skipped.records)
+        .sum();
+    let uncounted = summary
+        .files_damaged
+        .iter()
+        .any(|d| d.skipped.uncounted_blocks > 0);
+    let mut line = format!(
+        "input errors in {} of {} files: {}",
+        summary.files_failed(),
+        summary.files(),
+        parts.join("; ")
+    );
+    if !summary.files_damaged.is_empty() {
+        line.push_str(&format!(
+            "; {}{} skipped in all",
+            if uncounted { "at least " } else { "" },
+            count(records, "record", "records")
+        ));
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn damaged(name: &str, skipped: Skipped) -> FileDamage {
+        FileDamage {
+            name: name.to_owned(),
+            skipped,
+        }
+    }
+
+    #[test]
+    fn the_input_errors_line_sums_up_every_kind_of_damage() {
+        let mut summary = ReadSummary {
+            files_ok: 2,
+            ..ReadSummary::default()
+        };
+        assert_eq!(input_errors(&summary), None);
+        summary
+            .files_skipped
+            .push(("empty".into(), "empty file".into()));
+        summary.files_damaged.push(damaged(
+            "a",
+            Skipped {
+                blocks: 2,
+                uncounted_blocks: 1,
+                records: 10,
+                errors: 2,
+                ..Skipped::default()
+            },
+        ));
+        summary.files_damaged.push(damaged(
+            "b",
+            Skipped {
+                records: 7,
+                unknown_type: 1,
+                errors: 2,
+                ..Skipped::default()
+            },
+        ));
+        summary.files_damaged.push(damaged(
+            "c",
+            Skipped {
+                errors: 1,
+                ..Skipped::default()
+            },
+        ));
+        assert_eq!(
+            input_errors(&summary).as_deref(),
+            Some(
+                "input errors in 4 of 6 files: 1 skipped (empty: empty file); 3 damaged (a: 2 blocks skipped (at least 10 records); b: 6 records skipped, 1 record of an unknown type skipped; c: 1 error); at least 17 records skipped in all"
+            )
+        );
+    }
 }

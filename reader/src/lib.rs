@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod avro;
+pub mod container;
 pub mod driver;
 pub mod fast;
 pub mod generate;

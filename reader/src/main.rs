@@ -2,8 +2,9 @@
 //! ring file descriptor per handler; reads the trace file or directory and publishes every
 //! record into every ring, then closes the rings.
 //!
-//! Exit status: 0 when every file was read to its end, 1 when some file had errors (the
-//! records before the error were still published), 2 on a usage or start-up error, 3 when
+//! Exit status: 0 when the whole input was read (bad input — a file that is not a trace, a
+//! damaged block, a record that cannot be mapped — is reported, skipped and summed up in a
+//! closing warning, and does not change it), 2 on a usage or start-up error, 3 when
 //! no handler is left to publish to, 4 when some records were larger than a ring's largest
 //! frame and could not be delivered. Killed by a signal or another status: the launcher
 //! restarts it, and it resumes after what each ring already holds.
@@ -117,6 +118,9 @@ fn run(args: Args) -> ExitCode {
     let undeliverable = publisher.undeliverable();
     publisher.close();
     log::debug!("{}", driver::describe(&summary));
+    if let Some(warning) = driver::input_errors(&summary) {
+        log::warn!("{warning}");
+    }
     match outcome {
         Err(driver::NoConsumers) => {
             log::error!(
@@ -125,7 +129,6 @@ fn run(args: Args) -> ExitCode {
             );
             ExitCode::from(3)
         }
-        Ok(()) if summary.files_failed > 0 => ExitCode::from(1),
         Ok(()) if undeliverable > 0 => ExitCode::from(4),
         Ok(()) => ExitCode::SUCCESS,
     }
