@@ -18,13 +18,21 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-/// A control request, handed to the supervisor with a channel for its reply.
+/// A control request, handed to the supervisor with the connection to answer on.
 #[derive(Debug)]
 pub struct Request {
     /// The request object.
     pub body: Value,
-    /// Where the supervisor sends the reply object.
-    pub reply: mpsc::Sender<Value>,
+    /// The client's connection: the supervisor writes the reply itself, so a reply to `stop`
+    /// is on its way before the launcher exits.
+    pub reply: UnixStream,
+}
+
+impl Request {
+    /// Writes `reply` as one JSON line (one write: a local socket takes it at once).
+    pub fn answer(mut self, reply: &Value) {
+        let _ = self.reply.write_all(format!("{reply}\n").as_bytes());
+    }
 }
 
 fn socket_name(uid: u32, pid: u32) -> String {
@@ -74,14 +82,12 @@ fn handle(conn: UnixStream, to_supervisor: &mpsc::Sender<Request>) -> anyhow::Re
     BufReader::new(conn).read_line(&mut line)?;
     let body: Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| json!({"cmd": "invalid", "error": e.to_string()}));
-    let (tx, rx) = mpsc::channel();
     to_supervisor
-        .send(Request { body, reply: tx })
+        .send(Request {
+            body,
+            reply: writer,
+        })
         .context("the supervisor is gone")?;
-    let reply = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| json!({"ok": false, "error": "the supervisor did not answer"}));
-    writeln!(writer, "{reply}")?;
     Ok(())
 }
 

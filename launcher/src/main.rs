@@ -56,6 +56,13 @@ struct RunArgs {
     /// The pipeline file, e.g. resources/pipelines/pipeline.printer.json.
     #[arg(required = true)]
     pipeline: Option<PathBuf>,
+    /// Serve the collector's live stream on this Unix socket (created by the reader, mode
+    /// 0600; `SOCK_SEQPACKET`, one Avro datum per message) instead of reading PATH.
+    #[arg(long, value_name = "SOCKET")]
+    socket: Option<PathBuf>,
+    /// With a directory PATH: keep watching it and read each new trace file once complete.
+    #[arg(long)]
+    follow: bool,
     /// A SysFlow trace file or a directory of trace files.
     path: Option<PathBuf>,
 }
@@ -133,6 +140,8 @@ fn run(args: RunArgs) -> ExitCode {
     let plan = match plan::Plan::new(
         &pipeline,
         args.path.as_deref(),
+        args.socket.as_deref(),
+        args.follow,
         args.log,
         args.ring_size,
         args.dead_letter,

@@ -89,13 +89,41 @@ pub struct HandlerSpec {
     pub supervision: Supervision,
 }
 
+/// Where the records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A trace file or a directory of them; with `follow`, the directory is watched for new
+    /// files.
+    Path {
+        /// The file or directory.
+        path: PathBuf,
+        /// Keep watching the directory.
+        follow: bool,
+    },
+    /// The collector's live stream on a Unix socket the reader creates.
+    Socket(PathBuf),
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Path {
+                path,
+                follow: false,
+            } => write!(f, "{}", path.display()),
+            Input::Path { path, follow: true } => write!(f, "{} (following)", path.display()),
+            Input::Socket(s) => write!(f, "socket {}", s.display()),
+        }
+    }
+}
+
 /// A checked pipeline: every binary found, the input present. Nothing runs yet.
 #[derive(Debug)]
 pub struct Plan {
     /// The pipeline file.
     pub pipeline: Pipeline,
     /// The trace file or directory.
-    pub input: PathBuf,
+    pub input: Input,
     /// The reader executable.
     pub reader: PathBuf,
     /// The handlers, in block order.
@@ -254,6 +282,8 @@ impl Plan {
     pub fn new(
         pipeline_path: &Path,
         input: Option<&Path>,
+        socket: Option<&Path>,
+        follow: bool,
         log: LogLevel,
         ring_bytes: usize,
         dead_letter: PathBuf,
@@ -290,9 +320,33 @@ impl Plan {
                 reader.display()
             );
         }
+        if let Some(socket) = socket {
+            if input.is_some() {
+                bail!("give either a trace PATH or --socket, not both");
+            }
+            let parent = socket
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                bail!(
+                    "socket {}: directory {} does not exist",
+                    socket.display(),
+                    parent.display()
+                );
+            }
+            return Ok(Plan {
+                pipeline,
+                input: Input::Socket(socket.to_owned()),
+                reader,
+                handlers,
+                log,
+                dead_letter,
+            });
+        }
         let Some(input) = input else {
             bail!(
-                "no input: give a trace file or directory after the pipeline file (sf-launch PIPELINE.json PATH)"
+                "no input: give a trace file or directory after the pipeline file (sf-launch PIPELINE.json PATH), or --socket"
             );
         };
         if !input.exists() {
@@ -311,9 +365,18 @@ impl Plan {
                 std::io::Error::from(e)
             );
         }
+        if follow && !input.is_dir() {
+            bail!(
+                "--follow watches a directory; {} is not one",
+                input.display()
+            );
+        }
         Ok(Plan {
             pipeline,
-            input: input.to_owned(),
+            input: Input::Path {
+                path: input.to_owned(),
+                follow,
+            },
             reader,
             handlers,
             log,

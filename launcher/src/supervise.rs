@@ -33,7 +33,7 @@ use sf_processor::logging::LOG_ENV;
 use sf_processor::ring::{RingMonitor, RingSegment};
 
 use crate::control::{self, Request};
-use crate::plan::{HandlerSpec, Overflow, Plan, RestartPolicy};
+use crate::plan::{HandlerSpec, Input, Overflow, Plan, RestartPolicy};
 
 /// How often the supervisor looks at its children when nothing happens.
 const POLL: Duration = Duration::from_millis(10);
@@ -307,7 +307,7 @@ impl Supervisor {
         log::debug!(
             "pipeline {} running on {}",
             sup.plan.pipeline.source.display(),
-            sup.plan.input.display()
+            sup.plan.input
         );
         Ok(sup)
     }
@@ -374,11 +374,19 @@ impl Supervisor {
                 child_fd,
             });
         }
-        cmd.arg("--log")
-            .arg(self.plan.log.to_string())
-            .arg("--")
-            .arg(&self.plan.input)
-            .env(env::LAUNCHER_PID, &self.launcher_pid)
+        cmd.arg("--log").arg(self.plan.log.to_string());
+        match &self.plan.input {
+            Input::Path { path, follow } => {
+                if *follow {
+                    cmd.arg("--follow");
+                }
+                cmd.arg("--").arg(path);
+            }
+            Input::Socket(socket) => {
+                cmd.arg("--socket").arg(socket);
+            }
+        }
+        cmd.env(env::LAUNCHER_PID, &self.launcher_pid)
             .stdin(Stdio::null())
             .process_group(0)
             .fd_mappings(mappings)?;
@@ -718,7 +726,7 @@ impl Supervisor {
             }
             _ => json!({"ok": false, "error": format!("unknown request {}", req.body)}),
         };
-        let _ = req.reply.send(reply);
+        req.answer(&reply);
     }
 
     fn request_restart(&mut self, name: &str) -> Result<String, String> {

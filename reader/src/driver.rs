@@ -260,6 +260,20 @@ impl Publisher {
         self.seq
     }
 
+    /// Continues numbering after everything a previous reader published (rings and journal):
+    /// for a live stream, which a restarted reader cannot read again.
+    pub fn continue_numbering(&mut self) {
+        let rings = self
+            .rings
+            .iter()
+            .flatten()
+            .map(|t| t.skip_until)
+            .max()
+            .unwrap_or(0);
+        let journal = self.journal.as_ref().map_or(0, JournalWriter::last_seq);
+        self.seq = self.seq.max(rings).max(journal);
+    }
+
     /// Deliveries that failed because the record was larger than a ring's largest frame.
     pub fn undeliverable(&self) -> u64 {
         self.undeliverable

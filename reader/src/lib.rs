@@ -7,3 +7,4 @@ pub mod container;
 pub mod driver;
 pub mod fast;
 pub mod generate;
+pub mod socket;

@@ -18,9 +18,13 @@ use sf_processor::handler::env;
 use sf_processor::journal::JournalWriter;
 use sf_processor::logging::{self, LogLevel};
 use sf_processor::ring::{Producer, RingSegment};
-use sf_reader::driver::{self, Overflow, Publisher, ReadSummary, Target};
+use sf_reader::driver::{self, NoConsumers, Overflow, Publisher, ReadSummary, Target};
+use sf_reader::socket::{self, Listener};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
 
 /// Reads SysFlow traces and publishes their records into handler rings.
 #[derive(Debug, Parser)]
@@ -36,8 +40,17 @@ struct Args {
     /// Log level: trace, debug, info, warn, error, quiet (default: $SF_LOG, else info).
     #[arg(long)]
     log: Option<LogLevel>,
+    /// Serve the collector's live stream on this Unix socket (`SOCK_SEQPACKET`, one Avro
+    /// datum per message) instead of reading files.
+    #[arg(long, value_name = "SOCKET", conflicts_with = "path")]
+    socket: Option<PathBuf>,
+    /// With a directory: keep watching it and read each new trace file once complete (a newer
+    /// file exists, or it has not changed for 10 s).
+    #[arg(long)]
+    follow: bool,
     /// A trace file or a directory of trace files.
-    path: PathBuf,
+    #[arg(required_unless_present = "socket")]
+    path: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -105,16 +118,42 @@ fn run(args: Args) -> ExitCode {
             }
         },
     };
-    let files = match driver::input_files(&args.path) {
-        Ok(f) => f,
-        Err(e) => {
-            log::error!("{e}");
+    let mut publisher = Publisher::new(targets, journal);
+    let mut summary = ReadSummary::default();
+    let outcome = match (&args.socket, &args.path) {
+        (Some(socket), _) => {
+            publisher.continue_numbering();
+            let listener = match Listener::bind(socket) {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            socket::serve(&listener, &mut publisher, &stop).map(|s| {
+                log::info!(
+                    "{}: {} records from {} connection(s); {} messages not SysFlow, {} too large",
+                    listener.path().display(),
+                    s.records,
+                    s.connections,
+                    s.undecodable,
+                    s.oversized
+                );
+            })
+        }
+        (None, Some(path)) if args.follow => follow(path, &mut publisher, &mut summary, &stop),
+        (None, Some(path)) => match driver::input_files(path) {
+            Ok(files) => driver::read_into(&files, &mut publisher, &mut summary, &stop),
+            Err(e) => {
+                log::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => {
+            log::error!("no input: give a PATH or --socket");
             return ExitCode::from(2);
         }
     };
-    let mut publisher = Publisher::new(targets, journal);
-    let mut summary = ReadSummary::default();
-    let outcome = driver::read_into(&files, &mut publisher, &mut summary, &stop);
     let undeliverable = publisher.undeliverable();
     publisher.close();
     log::debug!("{}", driver::describe(&summary));
@@ -132,4 +171,52 @@ fn run(args: Args) -> ExitCode {
         Ok(()) if undeliverable > 0 => ExitCode::from(4),
         Ok(()) => ExitCode::SUCCESS,
     }
+}
+
+/// How long the newest file of a followed directory must stay unchanged to count as complete.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Follow mode: reads the directory's trace files in name order, then keeps watching it and
+/// reads each new file once it is complete: when a newer file exists (the collector rotated),
+/// or when it has not changed for [`SETTLE`]. Returns when `stop` is set.
+fn follow(
+    dir: &Path,
+    publisher: &mut Publisher,
+    summary: &mut ReadSummary,
+    stop: &AtomicBool,
+) -> Result<(), NoConsumers> {
+    use std::sync::atomic::Ordering;
+    let mut done: BTreeSet<PathBuf> = BTreeSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        let files = match driver::input_files(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("{e}");
+                Vec::new()
+            }
+        };
+        let newest = files.last().cloned();
+        let ready: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| !done.contains(f))
+            .filter(|f| {
+                Some(f) != newest.as_ref()
+                    || std::fs::metadata(f)
+                        .and_then(|m| m.modified())
+                        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= SETTLE)
+                        .unwrap_or(false)
+            })
+            .collect();
+        if !ready.is_empty() {
+            driver::read_into(&ready, publisher, summary, stop)?;
+            done.extend(ready);
+        }
+        for _ in 0..5 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
 }
