@@ -374,3 +374,26 @@ fn sigterm_stops_reading_lets_handlers_finish_and_exits_0() {
     assert_eq!(probed, counted);
     finish(dir.path());
 }
+
+#[test]
+fn a_handler_past_its_restart_limit_is_failed_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = root().join("resources/traces/tcp.sf");
+    let flows = flow_seqs(dir.path(), &trace);
+    let (crashy, _) = probe(
+        dir.path(),
+        "crashy",
+        json!({"crash_on_seq": flows[0], "poison_after": 100, "restart_limit": 2, "backoff_initial_ms": 10}),
+    );
+    let stats = json!({"processor": "sysflowreader", "handler": "stats"});
+    let pipeline = write_blocks(dir.path(), &[crashy, stats]);
+    let run = launch(dir.path(), &[&pipeline, &trace]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last().unwrap_or_default(),
+        "sf-launch: error: handler probe failed (killed by signal 6 (SIGABRT); 2 restarts within 10s: giving up)"
+    );
+    // The other handler was not disturbed.
+    assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
+    finish(dir.path());
+}
