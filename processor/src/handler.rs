@@ -515,7 +515,8 @@ mod tests {
             #[serde(default)]
             rules: Vec<Rule>,
         }
-        let cfg = |v: serde_json::Value| HandlerConfig::new("alert", v.as_object().unwrap().clone());
+        let cfg =
+            |v: serde_json::Value| HandlerConfig::new("alert", v.as_object().unwrap().clone());
         let err = cfg(serde_json::json!({"file": "x", "rules": [{"name": "a"}, {"name": "b", "ports": [80, "http"]}]}))
             .parse::<Cfg>()
             .unwrap_err();
@@ -524,17 +525,23 @@ mod tests {
             .parse::<Cfg>()
             .unwrap_err();
         assert_eq!(err.key(), Some("rules[0].prots"), "{err}");
-        assert!(err.message().starts_with("unknown field `prots`, expected"), "{err}");
-        let err = cfg(serde_json::json!({"handler": "alert"})).parse::<Cfg>().unwrap_err();
+        assert!(
+            err.message().starts_with("unknown field `prots`, expected"),
+            "{err}"
+        );
+        let err = cfg(serde_json::json!({"handler": "alert"}))
+            .parse::<Cfg>()
+            .unwrap_err();
         assert_eq!(err.key(), None);
         assert_eq!(
             err.to_string(),
             "handler \"alert\": bad configuration: missing field `file`"
         );
         // Strings stand for numbers, as in the reference and in environment overrides.
-        let ok = cfg(serde_json::json!({"file": "x", "rules": [{"name": "a", "ports": ["80", 443]}]}))
-            .parse::<Cfg>()
-            .unwrap();
+        let ok =
+            cfg(serde_json::json!({"file": "x", "rules": [{"name": "a", "ports": ["80", 443]}]}))
+                .parse::<Cfg>()
+                .unwrap();
         assert_eq!(ok.rules[0].ports, [80, 443]);
     }
 }

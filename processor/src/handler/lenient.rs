@@ -131,7 +131,11 @@ impl<'de> Deserializer<'de> for Lenient {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
@@ -231,10 +235,16 @@ mod tests {
             "inner": {"port": 80, "on": false}, "many": []});
         assert_eq!(Cfg::deserialize(Lenient(v)).unwrap().list, [3]);
         let err = u32::deserialize(Lenient(json!("ten"))).unwrap_err();
-        assert_eq!(err.to_string(), "invalid type: string \"ten\", expected u32");
+        assert_eq!(
+            err.to_string(),
+            "invalid type: string \"ten\", expected u32"
+        );
         let err = u8::deserialize(Lenient(json!("300"))).unwrap_err();
         assert!(err.to_string().contains("300"), "{err}");
         let err = Vec::<u8>::deserialize(Lenient(json!("1,2"))).unwrap_err();
-        assert!(err.to_string().starts_with("invalid type: string \"1,2\""), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid type: string \"1,2\""),
+            "{err}"
+        );
     }
 }
