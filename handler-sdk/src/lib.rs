@@ -23,15 +23,38 @@
 //!     handler_sdk::run(Printer)
 //! }
 //! ```
+//!
+//! What the SDK gives a handler:
+//!
+//! - **Configuration.** `init` receives the handler's block of `pipeline.json` as a
+//!   [`HandlerConfig`], with `<HANDLER>_<KEY>` environment overrides applied as in the
+//!   reference ([`config`]); [`HandlerConfig::parse`] deserializes it into the handler's own
+//!   `serde` type, and a mismatch is a [`ConfigError`] naming the handler and the key
+//!   (`handler "alert": bad configuration: rules[0].dport: invalid type: ...`).
+//! - **Context.** [`Context::seq`] (the record's sequence number in the stream),
+//!   [`Context::header`], [`Context::process`], [`Context::parent`], [`Context::ancestors`],
+//!   [`Context::container`], [`Context::pod`], [`Context::file`], [`Context::new_file`];
+//!   helpers [`Process::cmdline`](model::Process::cmdline) (the reference's `proc.cmdline`),
+//!   [`op_flags::names`](model::op_flags::names) (the reference's opFlags names) and
+//!   [`ipv4_dotted`](model::ipv4_dotted) (SysFlow's IPv4 integers as dotted quads).
+//! - **Errors never stop the pipeline.** An `Err` returned by a handler method is logged
+//!   with the record's sequence number and kind and counted; the next record comes.
+//! - **Idle time.** [`Handler::idle`] is called while no record waits (at most every 200 ms),
+//!   for periodic work such as flushing or reporting after a signal.
+//!
+//! The guide in this crate's `README.md` walks from `cargo new` to a running handler.
 #![deny(missing_docs)]
 
+pub mod config;
 mod runtime;
 
 pub use runtime::{
     ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_RING_FD,
     ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
 };
-pub use sf_processor::handler::{DispatchStats, Handler, HandlerConfig, HandlerResult};
+pub use sf_processor::handler::{
+    ConfigError, DispatchStats, Handler, HandlerConfig, HandlerResult,
+};
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};
 
@@ -46,5 +69,5 @@ pub mod prelude {
         K8sEvent, NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Process, ProcessEvent,
         ProcessFlow, Record, RecordKind, SfHeader, ipv4_dotted, op_flags,
     };
-    pub use crate::{Context, Handler, HandlerConfig, HandlerResult};
+    pub use crate::{Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult};
 }

@@ -107,7 +107,11 @@ fn env_config() -> Result<HandlerConfig, RunError> {
             RunError::Environment(format!("{ENV_CONFIG} is not a JSON object: {e}"))
         })?,
     };
-    Ok(HandlerConfig { name, attributes })
+    let mut config = HandlerConfig { name, attributes };
+    for (key, var) in crate::config::apply_env_overrides(&mut config, std::env::vars()) {
+        log::debug!("{}: {key} set by the environment ({var})", config.name);
+    }
+    Ok(config)
 }
 
 /// Dies with the launcher: asks the kernel for SIGKILL when the parent exits (nobody is left
@@ -184,6 +188,11 @@ fn write_dead_letter(skip: &Skip, name: &str, record: &sf_processor::model::Reco
 /// them apart) and, before that first record, rebuilds its entity tables from the entity
 /// journal, so every record has the context it would have had without the crash.
 ///
+/// The handler's `init` receives its pipeline block with the `<HANDLER>_<KEY>` environment
+/// overrides applied (see [`config`](crate::config)); [`Handler::idle`] is called while no
+/// record waits; an error returned by a handler method is logged with the record's sequence
+/// number and kind, counted, and the loop goes on.
+///
 /// # Errors
 /// [`RunError`] when the process cannot start or the pipeline was aborted.
 pub fn run_with_shutdown<H: Handler>(
@@ -233,12 +242,16 @@ pub fn run_with_shutdown<H: Handler>(
             };
             match consumer.next(timeout) {
                 Ok(Next::TimedOut) if !waited => {
+                    dispatcher.handler_mut().idle();
                     log::logger().flush();
                     consumer.commit();
                     waited = true;
                 }
                 Ok(Next::TimedOut) if shutdown.load(Ordering::Relaxed) => break Ok(Next::TimedOut),
-                Ok(Next::TimedOut) => {}
+                Ok(Next::TimedOut) => {
+                    dispatcher.handler_mut().idle();
+                    log::logger().flush();
+                }
                 other => break other,
             }
         };
@@ -298,6 +311,12 @@ pub fn run_with_shutdown<H: Handler>(
         log::warn!("{}: {warning}", config.name);
     }
     let (_, stats) = dispatcher.finish();
+    if stats.handler_errors > 0 {
+        log::warn!(
+            "{name}: {} handler errors (the first ones are logged above with their records' sequence numbers)",
+            stats.handler_errors
+        );
+    }
     log::debug!(
         "{name}: {} records, {} handler errors, {decode_errors} undecodable frames, unresolved references: {missing:?}",
         stats.total(),

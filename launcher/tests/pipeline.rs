@@ -219,7 +219,16 @@ fn start_errors_are_one_line_and_nothing_is_spawned() {
         )),
         "{msg}"
     );
-    assert!(msg.contains("(available: printer, probe, stats)"), "{msg}");
+    let available = msg
+        .split("(available: ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no list of available handlers: {msg}"));
+    let available: Vec<&str> = available.split(", ").collect();
+    for shipped in ["alert", "printer", "probe", "stats"] {
+        assert!(available.contains(&shipped), "{shipped} missing: {msg}");
+    }
+    assert!(available.is_sorted(), "{msg}");
 
     assert_eq!(
         start_error(&[

@@ -7,6 +7,7 @@
 //! counted and logged with the record's sequence number, never fatal.
 
 use std::error::Error;
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -16,6 +17,8 @@ use crate::model::{
     ProcessEvent, ProcessFlow, Record, RecordKind, SfHeader,
 };
 use crate::tables::{Context, EntityTables, Refs};
+
+mod lenient;
 
 /// The environment through which `sf-launch` hands a handler process its ring, journal and
 /// configuration (read by the handler SDK's `run`).
@@ -58,15 +61,99 @@ impl HandlerConfig {
         self.attributes.get(key).and_then(Value::as_str)
     }
 
-    /// Deserializes the whole block into the handler's own configuration type.
+    /// Deserializes the whole block into the handler's own configuration type `T` (any
+    /// `serde::Deserialize` type, typically a struct with `#[serde(default)]` fields).
+    ///
+    /// The block's keys include `handler`, `processor`, `in` and the launcher's supervision
+    /// keys: a `T` with `#[serde(deny_unknown_fields)]` must declare them (or flatten them
+    /// away); a `T` without it simply ignores them.
+    ///
+    /// Strings are taken for numbers, booleans, arrays and objects where `T` asks for those
+    /// (`"top": "5"` for a `u32`, `"ports": "[80, 443]"` for a `Vec<u16>`), as in the
+    /// reference, where every attribute is a string, and as a `<HANDLER>_<KEY>` environment
+    /// override always is.
+    ///
+    /// ```
+    /// # use sf_processor::handler::HandlerConfig;
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct Config {
+    ///     #[serde(default)]
+    ///     top: u32,
+    /// }
+    /// let block = serde_json::json!({"handler": "stats", "top": "5"});
+    /// let config = HandlerConfig::new("stats", block.as_object().unwrap().clone());
+    /// assert_eq!(config.parse::<Config>().unwrap().top, 5);
+    ///
+    /// let block = serde_json::json!({"handler": "stats", "top": "five"});
+    /// let config = HandlerConfig::new("stats", block.as_object().unwrap().clone());
+    /// assert_eq!(
+    ///     config.parse::<Config>().unwrap_err().to_string(),
+    ///     "handler \"stats\": bad configuration: top: invalid type: string \"five\", expected u32"
+    /// );
+    /// ```
     ///
     /// # Errors
-    /// A message naming the handler and the offending key when the block does not match `T`.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        T::deserialize(Value::Object(self.attributes.clone()))
-            .map_err(|e| format!("handler {:?}: bad configuration: {e}", self.name))
+    /// [`ConfigError`] naming the handler and the offending key (its path in the block, such
+    /// as `rules[1].ports[0]`) when the block does not match `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let value = lenient::Lenient(Value::Object(self.attributes.clone()));
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError {
+                handler: self.name.clone(),
+                key: (path != ".").then_some(path),
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// A configuration for handler `name` with these attributes.
+    pub fn new(name: impl Into<String>, attributes: Map<String, Value>) -> Self {
+        HandlerConfig {
+            name: name.into(),
+            attributes,
+        }
     }
 }
+
+/// A handler's block does not match its configuration type (see [`HandlerConfig::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    handler: String,
+    key: Option<String>,
+    message: String,
+}
+
+impl ConfigError {
+    /// The handler's name.
+    pub fn handler(&self) -> &str {
+        &self.handler
+    }
+
+    /// The path of the offending key in the block (`top`, `rules[1].ports[0]`), or `None`
+    /// when the problem is the block as a whole (e.g. a missing key: the message names it).
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What is wrong, in serde's words (`invalid type: string "x", expected u32`,
+    /// ``missing field `file` ``, ``unknown field `prot`, expected one of ...``).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "handler {:?}: bad configuration: ", self.handler)?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for ConfigError {}
 
 /// A SysFlow handler: one method per record type, all with empty defaults.
 ///
@@ -137,6 +224,13 @@ pub trait Handler {
         Ok(())
     }
 
+    /// Called when no record is waiting: once as the stream runs dry, then about every
+    /// 200 ms while it stays idle (the handler SDK's `run` loop). For work that must not wait
+    /// for the next record: flushing buffered output, reporting after a signal. Never called
+    /// while records are waiting, so a handler that must react under load also checks at its
+    /// records.
+    fn idle(&mut self) {}
+
     /// Called once on shutdown, after the last record.
     fn cleanup(&mut self) {}
 }
@@ -186,7 +280,8 @@ impl<H: Handler> Dispatcher<H> {
 
     /// Updates the tables with `record` and calls the handler method for its type.
     pub fn dispatch(&mut self, seq: u64, record: Record) {
-        self.stats.received[record.kind() as usize] += 1;
+        let record_kind = record.kind();
+        self.stats.received[record_kind as usize] += 1;
         let refs = Refs::of(&record);
         let h = &mut self.handler;
         let result = match record {
@@ -234,7 +329,9 @@ impl<H: Handler> Dispatcher<H> {
             // not flood the log.
             let n = self.stats.handler_errors;
             if n <= 10 || n.is_multiple_of(1000) {
-                log::error!("handler error on record {seq}: {e} ({n} handler errors so far)");
+                log::error!(
+                    "handler error on record {seq} ({record_kind}): {e} ({n} handler errors so far)"
+                );
             }
         }
     }
@@ -393,9 +490,58 @@ mod tests {
                 .clone(),
         };
         let err = cfg.parse::<Cfg>().unwrap_err();
+        assert_eq!(err.handler(), "stats");
+        assert_eq!(err.key(), Some("limit"));
+        assert_eq!(
+            err.to_string(),
+            "handler \"stats\": bad configuration: limit: invalid type: string \"ten\", expected u32"
+        );
+    }
+
+    #[test]
+    fn config_errors_name_nested_keys_unknown_keys_and_missing_keys() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Rule {
+            name: String,
+            #[serde(default)]
+            ports: Vec<u16>,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Cfg {
+            file: String,
+            #[serde(default)]
+            rules: Vec<Rule>,
+        }
+        let cfg =
+            |v: serde_json::Value| HandlerConfig::new("alert", v.as_object().unwrap().clone());
+        let err = cfg(serde_json::json!({"file": "x", "rules": [{"name": "a"}, {"name": "b", "ports": [80, "http"]}]}))
+            .parse::<Cfg>()
+            .unwrap_err();
+        assert_eq!(err.key(), Some("rules[1].ports[1]"), "{err}");
+        let err = cfg(serde_json::json!({"file": "x", "rules": [{"name": "a", "prots": [80]}]}))
+            .parse::<Cfg>()
+            .unwrap_err();
+        assert_eq!(err.key(), Some("rules[0].prots"), "{err}");
         assert!(
-            err.contains("handler \"stats\"") && err.contains("invalid type: string \"ten\""),
+            err.message().starts_with("unknown field `prots`, expected"),
             "{err}"
         );
+        let err = cfg(serde_json::json!({"handler": "alert"}))
+            .parse::<Cfg>()
+            .unwrap_err();
+        assert_eq!(err.key(), None);
+        assert_eq!(
+            err.to_string(),
+            "handler \"alert\": bad configuration: missing field `file`"
+        );
+        // Strings stand for numbers, as in the reference and in environment overrides.
+        let ok =
+            cfg(serde_json::json!({"file": "x", "rules": [{"name": "a", "ports": ["80", 443]}]}))
+                .parse::<Cfg>()
+                .unwrap();
+        assert_eq!(ok.rules[0].ports, [80, 443]);
     }
 }

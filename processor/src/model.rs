@@ -214,6 +214,78 @@ pub mod op_flags {
     pub const SYMLINK: i32 = 1 << 19;
     /// `rename`.
     pub const RENAME: i32 = 1 << 20;
+
+    use super::RecordKind;
+
+    /// The reference's names of each bit, in the reference's order (`sf-apis`
+    /// `sfgo.GetOpFlags`); a bit with two names (read or receive, write or send) is listed
+    /// once per name.
+    const NAMES: [(i32, &str); 23] = [
+        (MKDIR, "MKDIR"),
+        (RMDIR, "RMDIR"),
+        (LINK, "LINK"),
+        (SYMLINK, "SYMLINK"),
+        (UNLINK, "UNLINK"),
+        (RENAME, "RENAME"),
+        (CLONE, "CLONE"),
+        (EXEC, "EXEC"),
+        (EXIT, "EXIT"),
+        (SETUID, "SETUID"),
+        (OPEN, "OPEN"),
+        (ACCEPT, "ACCEPT"),
+        (CONNECT, "CONNECT"),
+        (CLOSE, "CLOSE"),
+        (WRITE_SEND, "WRITE"),
+        (WRITE_SEND, "SEND"),
+        (READ_RECV, "READ"),
+        (READ_RECV, "RECV"),
+        (SETNS, "SETNS"),
+        (MMAP, "MMAP"),
+        (SHUTDOWN, "SHUTDOWN"),
+        (TRUNCATE, "TRUNCATE"),
+        (DIGEST, "DIGEST"),
+    ];
+
+    /// The names of the bits set in `flags`, spelled and ordered as the reference's
+    /// `sfgo.GetOpFlags` does (`MKDIR`, `RMDIR`, `LINK`, `SYMLINK`, `UNLINK`, `RENAME`,
+    /// `CLONE`, `EXEC`, `EXIT`, `SETUID`, `OPEN`, `ACCEPT`, `CONNECT`, `CLOSE`, `WRITE`,
+    /// `READ`, `SETNS`, `MMAP`, `SHUTDOWN`, `TRUNCATE`, `DIGEST`), with the file names of the
+    /// shared bits: `WRITE` and `READ`. Use [`names_for`] for a network flow (`SEND`, `RECV`).
+    ///
+    /// ```
+    /// use sf_processor::model::op_flags;
+    /// assert_eq!(op_flags::names(op_flags::OPEN | op_flags::READ_RECV | op_flags::CLOSE),
+    ///            ["OPEN", "CLOSE", "READ"]);
+    /// ```
+    pub fn names(flags: i32) -> Vec<&'static str> {
+        names_with(flags, false)
+    }
+
+    /// The names of the bits set in `flags` for a record of `kind`: as [`names`], except
+    /// that a [`RecordKind::NetworkFlow`] says `SEND` and `RECV` where other records say
+    /// `WRITE` and `READ`, as the reference does (it tests for its `NF` record type only).
+    pub fn names_for(flags: i32, kind: RecordKind) -> Vec<&'static str> {
+        names_with(flags, kind == RecordKind::NetworkFlow)
+    }
+
+    fn names_with(flags: i32, network: bool) -> Vec<&'static str> {
+        NAMES
+            .iter()
+            .filter(|(bit, name)| {
+                let net_name = matches!(*name, "SEND" | "RECV");
+                let shared = *bit == WRITE_SEND || *bit == READ_RECV;
+                flags & bit != 0 && (!shared || net_name == network)
+            })
+            .map(|(_, name)| *name)
+            .collect()
+    }
+
+    /// The bit a reference name stands for: any name [`names`] or [`names_for`] gives
+    /// (`READ` and `RECV` are both [`READ_RECV`], `WRITE` and `SEND` both [`WRITE_SEND`]),
+    /// in upper case; `None` for any other string.
+    pub fn from_name(name: &str) -> Option<i32> {
+        NAMES.iter().find(|(_, n)| *n == name).map(|(bit, _)| *bit)
+    }
 }
 
 /// Trace header: the first record of every trace file and of every collector connection.
@@ -341,6 +413,20 @@ pub struct Process {
     pub cwd: String,
     /// Environment, `KEY=VALUE` strings (`env`, schema 5).
     pub env: Vec<String>,
+}
+
+impl Process {
+    /// The command line as the reference policy engine's `proc.cmdline`: the executable, a
+    /// space, the arguments (`exe + " " + exeArgs`; so a process without arguments has a
+    /// trailing space, as in the reference).
+    pub fn cmdline(&self) -> String {
+        format!("{} {}", self.exe, self.exe_args)
+    }
+
+    /// The host PID (`oid.hpid`).
+    pub fn pid(&self) -> i64 {
+        self.oid.hpid
+    }
 }
 
 /// File entity. Schema: `sysflow.entity.File`.
@@ -678,6 +764,70 @@ mod tests {
     fn ipv4_is_low_byte_first() {
         assert_eq!(ipv4_dotted(16777343), "127.0.0.1");
         assert_eq!(ipv4_dotted(-1062731775), "1.0.168.192");
+    }
+
+    #[test]
+    fn op_flag_names_follow_the_reference() {
+        use op_flags::*;
+        assert_eq!(names(0), Vec::<&str>::new());
+        assert_eq!(names(EXEC), ["EXEC"]);
+        // 9600 = OPEN | READ_RECV | CLOSE | MMAP (a library load in shellshock.sf).
+        assert_eq!(names(9600), ["OPEN", "CLOSE", "READ", "MMAP"]);
+        assert_eq!(
+            names(RENAME | CLONE | WRITE_SEND | DIGEST),
+            ["RENAME", "CLONE", "WRITE", "DIGEST"]
+        );
+        let all = (1 << 21) - 1;
+        assert_eq!(names(all).len(), 21);
+        assert_eq!(
+            names_for(CONNECT | READ_RECV | WRITE_SEND, RecordKind::NetworkFlow),
+            ["CONNECT", "SEND", "RECV"]
+        );
+        assert_eq!(
+            names_for(READ_RECV, RecordKind::NetworkEvent),
+            ["READ"],
+            "the reference names only network flows SEND/RECV"
+        );
+        for name in names(all) {
+            assert_eq!(names(from_name(name).unwrap()), [name]);
+        }
+        for name in names_for(all, RecordKind::NetworkFlow) {
+            let bit = from_name(name).unwrap();
+            assert_eq!(names_for(bit, RecordKind::NetworkFlow), [name]);
+        }
+        assert_eq!(from_name("RECV"), Some(READ_RECV));
+        assert_eq!(from_name("exec"), None);
+    }
+
+    #[test]
+    fn cmdline_is_exe_space_args() {
+        let p = Process {
+            state: ObjectState::Created,
+            oid: Oid {
+                create_ts: 1,
+                hpid: 16681,
+            },
+            poid: None,
+            ts: 1,
+            exe: "/bin/bash".into(),
+            exe_args: "-c cat /etc/passwd".into(),
+            uid: 0,
+            user_name: String::new(),
+            gid: 0,
+            group_name: String::new(),
+            tty: false,
+            container_id: None,
+            entry: false,
+            cwd: String::new(),
+            env: vec![],
+        };
+        assert_eq!(p.cmdline(), "/bin/bash -c cat /etc/passwd");
+        assert_eq!(p.pid(), 16681);
+        let bare = Process {
+            exe_args: String::new(),
+            ..p
+        };
+        assert_eq!(bare.cmdline(), "/bin/bash ");
     }
 
     #[test]

@@ -1,34 +1,128 @@
 //! `stats`: counts the records it receives per SysFlow record type (entities included) and
-//! prints them as a table on standard output when the input ends:
+//! the bytes each process read and wrote in files and on the network, and prints them as
+//! tables on standard output when the input ends, and whenever it gets SIGUSR1:
 //!
 //! ```text
 //! stats: records received
-//! SFHeader          1
-//! Process          10
+//! SFHeader               1
+//! Process               10
 //! ...
-//! total            23
+//! total                 23
+//! stats: top 10 processes by file bytes
+//!          total           read        written      pid  exe
+//!            761            761              0    16681  /bin/cat
+//! stats: top 10 processes by network bytes
+//!          total           read        written      pid  exe
 //! ```
 //!
-//! Types with no record are left out. Pipeline block:
-//! `{"processor":"sysflowreader","handler":"stats","in":"sysflow sysflowchan"}`.
+//! Types with no record are left out of the first table. A process is its host PID and
+//! executable (a process that execs another program gets a second row); its bytes are the
+//! sums of `numRRecvBytes` (read) and `numWSendBytes` (written) of its file flows, or of its
+//! network flows. See `README.md` for the pipeline block.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use handler_sdk::prelude::*;
 
-/// Counts per [`RecordKind`], indexed like `RecordKind::ALL`.
-#[derive(Default)]
+/// The block's settings.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default)]
+struct Config {
+    /// Rows of each process table; 0 leaves the process tables out.
+    top: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { top: 10 }
+    }
+}
+
+/// Bytes read and written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Bytes {
+    read: u64,
+    written: u64,
+}
+
+impl Bytes {
+    fn total(self) -> u64 {
+        self.read + self.written
+    }
+}
+
+/// Bytes per process: host PID, then one entry per executable seen with that PID.
+#[derive(Debug, Default)]
+struct PerProcess(HashMap<i64, Vec<(String, Bytes)>>);
+
+impl PerProcess {
+    fn add(&mut self, pid: i64, exe: &str, read: i64, written: i64) {
+        let exes = self.0.entry(pid).or_default();
+        let i = match exes.iter().position(|(e, _)| e == exe) {
+            Some(i) => i,
+            None => {
+                exes.push((exe.to_owned(), Bytes::default()));
+                exes.len() - 1
+            }
+        };
+        let b = &mut exes[i].1;
+        // Counters are never negative in a sound trace; a negative one counts as 0.
+        b.read += read.max(0) as u64;
+        b.written += written.max(0) as u64;
+    }
+
+    /// The `n` processes with the most bytes, most first (ties: lower PID, then exe, first).
+    fn top(&self, n: usize) -> Vec<(i64, &str, Bytes)> {
+        let mut all: Vec<(i64, &str, Bytes)> = self
+            .0
+            .iter()
+            .flat_map(|(pid, exes)| exes.iter().map(|(e, b)| (*pid, e.as_str(), *b)))
+            .collect();
+        all.sort_by(|a, b| {
+            b.2.total()
+                .cmp(&a.2.total())
+                .then(a.0.cmp(&b.0))
+                .then(a.1.cmp(b.1))
+        });
+        all.truncate(n);
+        all
+    }
+}
+
+/// The stats handler.
+#[derive(Debug, Default)]
 struct Stats {
+    /// Records per [`RecordKind`], indexed like `RecordKind::ALL`.
     counts: [u64; 12],
+    file: PerProcess,
+    network: PerProcess,
+    top: usize,
+    /// Set by SIGUSR1: print the tables at the next record or idle tick.
+    report: Arc<AtomicBool>,
 }
 
 impl Stats {
     fn count(&mut self, kind: RecordKind) -> HandlerResult {
         self.counts[kind as usize] += 1;
+        self.report_if_asked();
         Ok(())
     }
 
-    fn table(&self) -> String {
+    fn report_if_asked(&mut self) {
+        if self.report.load(Ordering::Relaxed) && self.report.swap(false, Ordering::Relaxed) {
+            self.print();
+        }
+    }
+
+    fn print(&self) {
+        // One write, so the tables stay in one piece next to other processes' output.
+        let _ = std::io::stdout().lock().write_all(self.tables().as_bytes());
+    }
+
+    fn tables(&self) -> String {
         let mut out = String::from("stats: records received\n");
         for kind in RecordKind::ALL {
             let n = self.counts[kind as usize];
@@ -41,11 +135,39 @@ impl Stats {
             "total",
             self.counts.iter().sum::<u64>()
         ));
+        if self.top > 0 {
+            for (what, table) in [("file", &self.file), ("network", &self.network)] {
+                out.push_str(&format!(
+                    "stats: top {} processes by {what} bytes\n{:>14} {:>14} {:>14} {:>8}  exe\n",
+                    self.top, "total", "read", "written", "pid"
+                ));
+                for (pid, exe, b) in table.top(self.top) {
+                    out.push_str(&format!(
+                        "{:>14} {:>14} {:>14} {pid:>8}  {exe}\n",
+                        b.total(),
+                        b.read,
+                        b.written
+                    ));
+                }
+            }
+        }
         out
     }
 }
 
+/// The record's process as (PID, executable); `?` for a process the stream never described.
+fn process<'a>(ctx: &Context<'a>, oid: &Oid) -> (i64, &'a str) {
+    (oid.hpid, ctx.process().map_or("?", |p| p.exe.as_str()))
+}
+
 impl Handler for Stats {
+    fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
+        let cfg: Config = config.parse()?;
+        self.top = cfg.top;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&self.report))?;
+        Ok(())
+    }
+
     fn entities_enabled(&self) -> bool {
         true
     }
@@ -70,13 +192,19 @@ impl Handler for Stats {
     fn handle_process_flow(&mut self, _: &Context<'_>, _: &ProcessFlow) -> HandlerResult {
         self.count(RecordKind::ProcessFlow)
     }
-    fn handle_file_flow(&mut self, _: &Context<'_>, _: &FileFlow) -> HandlerResult {
+    fn handle_file_flow(&mut self, ctx: &Context<'_>, ff: &FileFlow) -> HandlerResult {
+        let (pid, exe) = process(ctx, &ff.proc_oid);
+        self.file
+            .add(pid, exe, ff.num_r_recv_bytes, ff.num_w_send_bytes);
         self.count(RecordKind::FileFlow)
     }
     fn handle_file_event(&mut self, _: &Context<'_>, _: &FileEvent) -> HandlerResult {
         self.count(RecordKind::FileEvent)
     }
-    fn handle_network_flow(&mut self, _: &Context<'_>, _: &NetworkFlow) -> HandlerResult {
+    fn handle_network_flow(&mut self, ctx: &Context<'_>, nf: &NetworkFlow) -> HandlerResult {
+        let (pid, exe) = process(ctx, &nf.proc_oid);
+        self.network
+            .add(pid, exe, nf.num_r_recv_bytes, nf.num_w_send_bytes);
         self.count(RecordKind::NetworkFlow)
     }
     fn handle_network_event(&mut self, _: &Context<'_>, _: &NetworkEvent) -> HandlerResult {
@@ -86,12 +214,68 @@ impl Handler for Stats {
         self.count(RecordKind::K8sEvent)
     }
 
+    fn idle(&mut self) {
+        self.report_if_asked();
+    }
+
     fn cleanup(&mut self) {
-        // One write, so the table stays in one piece next to other processes' output.
-        let _ = std::io::stdout().lock().write_all(self.table().as_bytes());
+        self.print();
     }
 }
 
 fn main() -> std::process::ExitCode {
     handler_sdk::run(Stats::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_sorts_by_total_then_pid_then_exe_and_splits_exes() {
+        let mut p = PerProcess::default();
+        p.add(7, "/bin/sh", 10, 0);
+        p.add(7, "/bin/cat", 5, 5);
+        p.add(3, "/bin/cat", 0, 10);
+        p.add(9, "/x", 1, 1);
+        p.add(9, "/x", -5, 2);
+        let top: Vec<(i64, &str, u64)> = p
+            .top(10)
+            .into_iter()
+            .map(|(p, e, b)| (p, e, b.total()))
+            .collect();
+        assert_eq!(
+            top,
+            [
+                (3, "/bin/cat", 10),
+                (7, "/bin/cat", 10),
+                (7, "/bin/sh", 10),
+                (9, "/x", 4)
+            ]
+        );
+        assert_eq!(p.top(1).len(), 1);
+    }
+
+    #[test]
+    fn tables_keep_the_counts_format_and_add_process_tables() {
+        let mut s = Stats {
+            top: 2,
+            ..Default::default()
+        };
+        s.counts[RecordKind::FileFlow as usize] = 3;
+        s.file.add(16681, "/bin/cat", 761, 761);
+        assert_eq!(
+            s.tables(),
+            "stats: records received\n\
+             FileFlow               3\n\
+             total                  3\n\
+             stats: top 2 processes by file bytes\n\
+             \x20        total           read        written      pid  exe\n\
+             \x20         1522            761            761    16681  /bin/cat\n\
+             stats: top 2 processes by network bytes\n\
+             \x20        total           read        written      pid  exe\n"
+        );
+        s.top = 0;
+        assert!(!s.tables().contains("top"));
+    }
 }

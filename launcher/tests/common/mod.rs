@@ -34,6 +34,7 @@ pub fn sf_launch() -> PathBuf {
         "sf-handler-printer",
         "sf-handler-stats",
         "sf-handler-probe",
+        "sf-handler-alert",
     ] {
         assert!(
             exe.with_file_name(sibling).exists(),
@@ -102,8 +103,20 @@ pub fn wait_with_watchdog(mut child: Child, what: &str) -> Run {
 /// Starts `sf-launch ARGS` with captured output. Every process of the run inherits
 /// `SF_TEST_TAG=tag`, so [`processes_tagged`] finds them (use the test's temp dir).
 pub fn spawn_launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Child {
+    spawn_launch_env(tag, &[], args)
+}
+
+/// [`spawn_launch`] with more environment variables (`<HANDLER>_<KEY>` overrides, `PATH`).
+pub fn spawn_launch_env(
+    tag: &Path,
+    envs: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+) -> Child {
     let mut cmd = Command::new(sf_launch());
     cmd.env("SF_TEST_TAG", tag);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
     for a in args {
         cmd.arg(a);
     }
@@ -117,6 +130,15 @@ pub fn spawn_launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Child {
 /// Runs `sf-launch ARGS` to the end under the watchdog.
 pub fn launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
     wait_with_watchdog(spawn_launch(tag, args), "sf-launch")
+}
+
+/// Runs `sf-launch ARGS` with more environment variables to the end under the watchdog.
+pub fn launch_env(
+    tag: &Path,
+    envs: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+) -> Run {
+    wait_with_watchdog(spawn_launch_env(tag, envs, args), "sf-launch")
 }
 
 /// Writes a pipeline file with one block per handler name into `dir`.
@@ -289,6 +311,61 @@ pub fn parse_stats_table(stdout: &str) -> BTreeMap<String, u64> {
         counts.insert(name.to_owned(), n);
     }
     counts
+}
+
+/// Parses the `stats` handler's process table titled `stats: top N processes by WHAT bytes`
+/// (`what` is `file` or `network`): rows of (total, read, written, pid, exe), in order.
+pub fn parse_stats_top(stdout: &str, what: &str) -> Vec<(u64, u64, u64, i64, String)> {
+    let mut rows = Vec::new();
+    let mut lines = stdout.lines();
+    let title = format!(" processes by {what} bytes");
+    if lines
+        .by_ref()
+        .find(|l| l.starts_with("stats: top ") && l.ends_with(&title))
+        .is_none()
+    {
+        return rows;
+    }
+    let _columns = lines.next();
+    for line in lines {
+        let mut it = line.split_whitespace();
+        let nums: Vec<Option<i64>> = (0..4)
+            .map(|_| it.next().and_then(|n| n.parse().ok()))
+            .collect();
+        let (Some(total), Some(read), Some(written), Some(pid)) =
+            (nums[0], nums[1], nums[2], nums[3])
+        else {
+            break;
+        };
+        // The executable is the rest of the line after the four numbers.
+        let mut exe = line;
+        for _ in 0..4 {
+            exe = exe.trim_start();
+            exe = &exe[exe.find(' ').unwrap_or(exe.len())..];
+        }
+        rows.push((
+            total as u64,
+            read as u64,
+            written as u64,
+            pid,
+            exe.trim_start().to_owned(),
+        ));
+    }
+    rows
+}
+
+/// The oracle of `trace` (`shared/oracle/TRACE.sysprint.jsonl.gz`): one JSON object per flow
+/// or event, in file order.
+pub fn oracle(trace: &str) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let path = shared()
+        .join("oracle")
+        .join(format!("{trace}.sysprint.jsonl.gz"));
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
 }
 
 /// Polls `cond` every 10 ms until it holds, failing the test with `what` after `limit`.
