@@ -421,7 +421,7 @@ impl Tally {
         self.most_memory = self.most_memory.max(out.memory_growth);
         // A progress line every tenth of a long run.
         let total = u64::from(cases(0));
-        if total >= 10_000 && self.cases % (total / 10) == 0 {
+        if total >= 10_000 && self.cases.is_multiple_of(total / 10) {
             self.report(what, started);
         }
     }
@@ -624,7 +624,7 @@ fn the_frame_codec_survives_arbitrary_and_mutated_payloads() {
     let total = u64::from(cases(0));
     let result = runner.run(&payload, |p| {
         cases_run.set(cases_run.get() + 1);
-        if total >= 10_000 && cases_run.get() % (total / 10) == 0 {
+        if total >= 10_000 && cases_run.get().is_multiple_of(total / 10) {
             eprintln!(
                 "fuzz frame codec: {} cases in {:.1?}",
                 cases_run.get(),
