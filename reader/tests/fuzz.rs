@@ -410,11 +410,6 @@ struct Tally {
 impl Tally {
     fn add(&mut self, out: &Outcome, what: &str, started: Instant) {
         self.cases += 1;
-        // A progress line every tenth of a long run.
-        let total = u64::from(cases(0));
-        if total >= 10_000 && self.cases.is_multiple_of(total / 10) {
-            self.report(what, started);
-        }
         if out.header_error.is_some() {
             self.header_errors += 1;
         } else if out.errors.is_empty() {
@@ -424,6 +419,11 @@ impl Tally {
         }
         self.slowest = self.slowest.max(out.elapsed);
         self.most_memory = self.most_memory.max(out.memory_growth);
+        // A progress line every tenth of a long run.
+        let total = u64::from(cases(0));
+        if total >= 10_000 && self.cases.is_multiple_of(total / 10) {
+            self.report(what, started);
+        }
     }
 
     fn report(&self, what: &str, started: Instant) {
