@@ -39,8 +39,9 @@
 //!   [`ipv4_dotted`](model::ipv4_dotted) (SysFlow's IPv4 integers as dotted quads).
 //! - **Errors never stop the pipeline.** An `Err` returned by a handler method is logged
 //!   with the record's sequence number and kind and counted; the next record comes.
-//! - **Idle time.** [`Handler::idle`] is called while no record waits (at most every 200 ms),
-//!   for periodic work such as flushing or reporting after a signal.
+//! - **Idle time.** [`Handler::idle`] is called when no record waits (each time the handler
+//!   catches up with the reader, then every 200 ms or so), for work such as flushing or
+//!   reporting after a signal.
 //!
 //! The guide in this crate's `README.md` walks from `cargo new` to a running handler.
 #![deny(missing_docs)]

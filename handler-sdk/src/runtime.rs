@@ -242,9 +242,10 @@ pub fn run_with_shutdown<H: Handler>(
             };
             match consumer.next(timeout) {
                 Ok(Next::TimedOut) if !waited => {
-                    dispatcher.handler_mut().idle();
                     log::logger().flush();
                     consumer.commit();
+                    dispatcher.handler_mut().idle();
+                    log::logger().flush();
                     waited = true;
                 }
                 Ok(Next::TimedOut) if shutdown.load(Ordering::Relaxed) => break Ok(Next::TimedOut),

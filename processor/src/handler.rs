@@ -224,11 +224,12 @@ pub trait Handler {
         Ok(())
     }
 
-    /// Called when no record is waiting: once as the stream runs dry, then about every
-    /// 200 ms while it stays idle (the handler SDK's `run` loop). For work that must not wait
+    /// Called when no record is waiting: each time the handler catches up with the reader,
+    /// then about every 200 ms while no record arrives (the handler SDK's `run` loop); under
+    /// a steady stream that can be often, so it should be cheap when it has nothing to do. For work that must not wait
     /// for the next record: flushing buffered output, reporting after a signal. Never called
     /// while records are waiting, so a handler that must react under load also checks at its
-    /// records.
+    /// records. Keep it short: a record that arrives meanwhile waits for it.
     fn idle(&mut self) {}
 
     /// Called once on shutdown, after the last record.
