@@ -18,9 +18,5 @@ pub mod journal;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
-// Its documentation links `Consumer::begin` and `Consumer::handled`, which do not exist
-// (any more): the ring's owner is to point them at the right items and drop this allowance,
-// which keeps `cargo doc -D warnings` in CI meanwhile.
-#[allow(rustdoc::broken_intra_doc_links)]
 pub mod ring;
 pub mod tables;

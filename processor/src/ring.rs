@@ -25,8 +25,8 @@
 //! | 72 | 8 | `published_seq` (sequence number of the last frame published) | producer |
 //! | 80 | 8 | `dropped` (frames the producer chose not to write, see [`Producer::count_dropped`]) | producer |
 //! | 128 | 8 | `read_pos` (bytes ever acknowledged, monotonic) | consumer |
-//! | 136 | 8 | `inflight_seq` (sequence number being handled, see [`Consumer::begin`]) | consumer |
-//! | 144 | 8 | `handled_seq` (sequence number last handled, see [`Consumer::handled`]) | consumer |
+//! | 136 | 8 | `inflight_seq` (sequence number of the frame last returned by [`Consumer::next`]) | consumer |
+//! | 144 | 8 | `handled_seq` (sequence number of the frame last released: handled) | consumer |
 //! | 152 | 8 | `handled_count` (frames handled by every consumer so far) | consumer |
 //! | 192 | 4 | `data_epoch` (futex word the consumer sleeps on) | producer, third party |
 //! | 196 | 4 | `consumer_sleeping` (0/1) | consumer |
@@ -1721,12 +1721,14 @@ impl RingMonitor {
         self.header().dropped.load(Ordering::Relaxed)
     }
 
-    /// Sequence number the consumer is handling, or last handled (see [`Consumer::begin`]).
+    /// Sequence number of the frame the consumer last took ([`Consumer::next`]): above
+    /// [`RingMonitor::handled_seq`] while a record is being handled.
     pub fn inflight_seq(&self) -> u64 {
         self.header().inflight_seq.load(Ordering::Relaxed)
     }
 
-    /// Sequence number the consumer handled last (see [`Consumer::handled`]).
+    /// Sequence number of the frame the consumer released last (handled: the next call of
+    /// [`Consumer::next`] or [`Consumer::commit`] released it).
     pub fn handled_seq(&self) -> u64 {
         self.header().handled_seq.load(Ordering::Relaxed)
     }
