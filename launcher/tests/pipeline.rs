@@ -219,7 +219,10 @@ fn start_errors_are_one_line_and_nothing_is_spawned() {
         )),
         "{msg}"
     );
-    assert!(msg.contains("(available: printer, probe, stats)"), "{msg}");
+    assert!(
+        msg.contains("(available: json, printer, probe, stats)"),
+        "{msg}"
+    );
 
     assert_eq!(
         start_error(&[
