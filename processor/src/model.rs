@@ -858,3 +858,185 @@ mod tests {
         }
     }
 }
+
+// Names and letters of the reference tools (`sf-apis` `sfgo`), for exports and printers.
+
+impl RecordKind {
+    /// The reference's short type code (`sfgo` `Ty*Str`): `H`, `C`, `PD`, `P`, `F`, `PE`,
+    /// `PF`, `FF`, `FE`, `NF`, `NE`, `KE` (the `type` of the JSON export and of `sysprint`).
+    pub fn type_code(self) -> &'static str {
+        match self {
+            RecordKind::Header => "H",
+            RecordKind::Container => "C",
+            RecordKind::Pod => "PD",
+            RecordKind::Process => "P",
+            RecordKind::File => "F",
+            RecordKind::ProcessEvent => "PE",
+            RecordKind::ProcessFlow => "PF",
+            RecordKind::FileFlow => "FF",
+            RecordKind::FileEvent => "FE",
+            RecordKind::NetworkFlow => "NF",
+            RecordKind::NetworkEvent => "NE",
+            RecordKind::K8sEvent => "KE",
+        }
+    }
+}
+
+/// The open-mode bits of a file flow's `openFlags`: SysFlow's own encoding (the collector
+/// maps the kernel's `O_*` onto these), not the host's `O_*` values.
+pub mod open_flags {
+    /// Open for reading.
+    pub const RDONLY: i32 = 1 << 0;
+    /// Open for writing.
+    pub const WRONLY: i32 = 1 << 1;
+    /// Open for reading and writing (both bits).
+    pub const RDWR: i32 = RDONLY | WRONLY;
+    /// `O_CREAT`.
+    pub const CREAT: i32 = 1 << 2;
+    /// `O_APPEND`.
+    pub const APPEND: i32 = 1 << 3;
+    /// `O_DSYNC`.
+    pub const DSYNC: i32 = 1 << 4;
+    /// `O_EXCL`.
+    pub const EXCL: i32 = 1 << 5;
+    /// `O_NONBLOCK`.
+    pub const NONBLOCK: i32 = 1 << 6;
+    /// `O_SYNC`.
+    pub const SYNC: i32 = 1 << 7;
+    /// `O_TRUNC`.
+    pub const TRUNC: i32 = 1 << 8;
+    /// `O_DIRECT`.
+    pub const DIRECT: i32 = 1 << 9;
+    /// `O_DIRECTORY`.
+    pub const DIRECTORY: i32 = 1 << 10;
+    /// `O_LARGEFILE`.
+    pub const LARGEFILE: i32 = 1 << 11;
+    /// `O_CLOEXEC`.
+    pub const CLOEXEC: i32 = 1 << 12;
+    /// `O_TMPFILE` (the collector's driver, falco's `PPM_O_TMPFILE`; the reference does not
+    /// name it).
+    pub const TMPFILE: i32 = 1 << 13;
+    /// The open created the file (falco's `PPM_O_F_CREATED`; the reference does not name it).
+    pub const F_CREATED: i32 = 1 << 14;
+}
+
+/// The names of the open modes set in `openFlags` (see [`open_flags`]), in the reference's
+/// order (`sfgo.GetOpenFlags`): `NONE` (no bit at all), `RDONLY`, `WRONLY`, `RDWR`, `CREAT`,
+/// `EXCL`, `TRUNC`, `APPEND`, `NONBLOCK`, `DSYNC`, `DIRECT`, `LARGEFILE`, `DIRECTORY`,
+/// `CLOEXEC`, `SYNC`, then two bits the collector sets that the reference leaves unnamed:
+/// `TMPFILE`, `F_CREATED`. As in the reference, `RDWR` also names `RDONLY` and `WRONLY`:
+/// 4097 (`RDONLY | CLOEXEC`) gives `["RDONLY", "CLOEXEC"]`. OR-ing the bits of the names gives
+/// `flags` back, bits above `F_CREATED` excepted.
+pub fn open_flag_names(flags: i32) -> Vec<&'static str> {
+    use open_flags::*;
+    let table: [(i32, &'static str); 16] = [
+        (RDONLY, "RDONLY"),
+        (WRONLY, "WRONLY"),
+        (RDWR, "RDWR"),
+        (CREAT, "CREAT"),
+        (EXCL, "EXCL"),
+        (TRUNC, "TRUNC"),
+        (APPEND, "APPEND"),
+        (NONBLOCK, "NONBLOCK"),
+        (DSYNC, "DSYNC"),
+        (DIRECT, "DIRECT"),
+        (LARGEFILE, "LARGEFILE"),
+        (DIRECTORY, "DIRECTORY"),
+        (CLOEXEC, "CLOEXEC"),
+        (SYNC, "SYNC"),
+        (TMPFILE, "TMPFILE"),
+        (F_CREATED, "F_CREATED"),
+    ];
+    let mut names: Vec<&'static str> = Vec::new();
+    if flags == 0 {
+        names.push("NONE");
+    }
+    names.extend(
+        table
+            .iter()
+            .filter(|(bits, _)| flags & bits == *bits)
+            .map(|(_, name)| *name),
+    );
+    names
+}
+
+impl ContainerType {
+    /// The runtime's name without the schema's `CT_` prefix, as the reference JSON export
+    /// writes it (`sfgo.GetContType`): `DOCKER`, `CRIO`, `LIBVIRT_LXC`, ...
+    pub fn short_name(self) -> &'static str {
+        let symbol = self.symbol();
+        symbol.strip_prefix("CT_").unwrap_or(symbol)
+    }
+}
+
+impl File {
+    /// The resource type as the letter the reference prints (`sfgo.GetFileType`): `f` file,
+    /// `d` directory, `4`/`6` IPv4/IPv6 socket, `u` Unix socket, `p` pipe, `?` unknown, ...;
+    /// an empty string when `restype` is not a character.
+    pub fn type_letter(&self) -> String {
+        u32::try_from(self.restype)
+            .ok()
+            .and_then(char::from_u32)
+            .map(String::from)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod reference_name_tests {
+    use super::*;
+
+    #[test]
+    fn op_flag_names_follow_the_reference_order_and_record_kind() {
+        let rw = op_flags::OPEN | op_flags::READ_RECV | op_flags::WRITE_SEND | op_flags::CLOSE;
+        assert_eq!(
+            op_flags::names_for(rw, RecordKind::FileFlow),
+            ["OPEN", "CLOSE", "WRITE", "READ"]
+        );
+        assert_eq!(
+            op_flags::names_for(rw, RecordKind::NetworkFlow),
+            ["OPEN", "CLOSE", "SEND", "RECV"]
+        );
+        assert_eq!(
+            op_flags::names_for(op_flags::EXEC, RecordKind::ProcessEvent),
+            ["EXEC"]
+        );
+        assert!(op_flags::names_for(0, RecordKind::K8sEvent).is_empty());
+        assert_eq!(
+            op_flags::names_for(op_flags::RENAME | op_flags::MKDIR, RecordKind::FileEvent),
+            ["MKDIR", "RENAME"]
+        );
+    }
+
+    #[test]
+    fn open_flag_names_follow_the_reference() {
+        assert_eq!(open_flag_names(0), ["NONE"]);
+        assert_eq!(open_flag_names(4097), ["RDONLY", "CLOEXEC"]);
+        assert_eq!(
+            open_flag_names(open_flags::RDWR | open_flags::CREAT),
+            ["RDONLY", "WRONLY", "RDWR", "CREAT"]
+        );
+        assert_eq!(
+            open_flag_names(13377),
+            ["RDONLY", "NONBLOCK", "DIRECTORY", "CLOEXEC", "TMPFILE"]
+        );
+    }
+
+    #[test]
+    fn short_names_and_letters() {
+        assert_eq!(ContainerType::Docker.short_name(), "DOCKER");
+        assert_eq!(ContainerType::LibvirtLxc.short_name(), "LIBVIRT_LXC");
+        assert_eq!(RecordKind::NetworkFlow.type_code(), "NF");
+        let file = |restype| File {
+            state: ObjectState::Created,
+            oid: Foid([0; 20]),
+            ts: 0,
+            restype,
+            path: String::new(),
+            container_id: None,
+        };
+        assert_eq!(file(i32::from(b'f')).type_letter(), "f");
+        assert_eq!(file(i32::from(b'?')).type_letter(), "?");
+        assert_eq!(file(-1).type_letter(), "");
+    }
+}

@@ -460,3 +460,52 @@ pub fn child_with(launcher: u32, exe_name: &str, needle: &str) -> Option<u32> {
                 .unwrap_or(false)
     })
 }
+
+/// The `sf-handler-json` binary beside `sf-launch` (built by `cargo test --workspace`).
+pub fn assert_json_handler_built() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch")).with_file_name("sf-handler-json");
+    assert!(
+        exe.exists(),
+        "sf-handler-json is not built next to sf-launch: run the tests with `cargo test --workspace`"
+    );
+}
+
+/// Runs the json handler on `trace` (writing to `NAME.jsonl` in `dir`, with entity records
+/// when `entities`) and returns its output, one parsed object per line. Fails the test,
+/// naming the trace and the line, if sf-launch fails or a line is not a JSON object.
+pub fn json_output(dir: &Path, trace: &Path, entities: bool) -> Vec<serde_json::Value> {
+    assert_json_handler_built();
+    let name = trace.file_name().unwrap().to_string_lossy().into_owned();
+    let out = dir.join(format!("{name}.jsonl"));
+    let _ = std::fs::remove_file(&out);
+    let pipeline = write_blocks(
+        dir,
+        &[serde_json::json!({
+            "processor": "sysflowreader", "handler": "json", "in": "sysflow sysflowchan",
+            "file": out, "entities": entities,
+        })],
+    );
+    let run = launch(dir, &[&pipeline, &trace]);
+    assert!(run.status.success(), "{name}: sf-launch failed: {run:?}");
+    let text = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("{name}: no json output {}: {e}", out.display()));
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{name}: the last line is not whole"
+    );
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            // `str::parse` runs serde_json's own (optimised) instance of the parser.
+            let v: serde_json::Value = line.parse().unwrap_or_else(|e| {
+                panic!("{name}: json line {} does not parse: {e}: {line}", i + 1)
+            });
+            assert!(
+                v.is_object(),
+                "{name}: json line {} is not an object",
+                i + 1
+            );
+            v
+        })
+        .collect()
+}
