@@ -69,7 +69,8 @@ impl Run {
 }
 
 /// Waits for `child` to exit, killing it and failing the test after [`WATCHDOG`].
-pub fn wait_with_watchdog(mut child: Child, what: &str) -> Run {
+pub fn wait_with_watchdog(child: impl Into<Child>, what: &str) -> Run {
+    let mut child: Child = child.into();
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -102,7 +103,7 @@ pub fn wait_with_watchdog(mut child: Child, what: &str) -> Run {
 
 /// Starts `sf-launch ARGS` with captured output. Every process of the run inherits
 /// `SF_TEST_TAG=tag`, so [`processes_tagged`] finds them (use the test's temp dir).
-pub fn spawn_launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Child {
+pub fn spawn_launch(tag: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Launched {
     spawn_launch_env(tag, &[], args)
 }
 
@@ -111,7 +112,7 @@ pub fn spawn_launch_env(
     tag: &Path,
     envs: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
     args: &[&dyn AsRef<std::ffi::OsStr>],
-) -> Child {
+) -> Launched {
     let mut cmd = Command::new(sf_launch());
     cmd.env("SF_TEST_TAG", tag);
     for (k, v) in envs {
@@ -124,7 +125,47 @@ pub fn spawn_launch_env(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    cmd.spawn().expect("spawn sf-launch")
+    Launched(Some(cmd.spawn().expect("spawn sf-launch")))
+}
+
+/// A running `sf-launch`: killed (and with it, through the parent-death signal, every process
+/// of its pipeline) if the test fails before waiting for it.
+#[derive(Debug)]
+pub struct Launched(Option<Child>);
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Launched {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0
+            .as_ref()
+            .expect("the launcher was already waited for")
+    }
+}
+
+impl std::ops::DerefMut for Launched {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0
+            .as_mut()
+            .expect("the launcher was already waited for")
+    }
+}
+
+impl From<Launched> for Child {
+    fn from(mut launched: Launched) -> Child {
+        launched
+            .0
+            .take()
+            .expect("the launcher was already waited for")
+    }
 }
 
 /// Runs `sf-launch ARGS` to the end under the watchdog.
@@ -394,6 +435,23 @@ pub fn ctl(pid: u32, args: &[&str]) -> (Option<i32>, String, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctl status --json` of pipeline `pid`, or `None` while it cannot answer yet (its control
+/// socket is bound a moment after it starts).
+pub fn try_status(pid: u32) -> Option<BTreeMap<String, serde_json::Value>> {
+    let (code, out, _) = ctl(pid, &["status", "--json"]);
+    if code != Some(0) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some(
+        v["processes"]
+            .as_array()?
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap_or_default().to_owned(), p.clone()))
+            .collect(),
     )
 }
 
