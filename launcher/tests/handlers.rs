@@ -124,12 +124,7 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
 #[test]
 fn stats_prints_its_tables_on_sigusr1_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("trace.fifo");
-    nix::unistd::mkfifo(
-        &fifo,
-        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-    )
-    .unwrap();
+    let fifo = mkfifo(dir.path());
     let mut child = spawn_launch(
         dir.path(),
         &[&"resources/pipelines/pipeline.stats.json", &fifo],

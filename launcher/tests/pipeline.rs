@@ -73,12 +73,7 @@ fn reader_and_printer_run_as_separate_processes() {
     // The trace arrives through a FIFO, so the reader blocks on it while the test looks at
     // the process tree, with no timing assumption.
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("trace.fifo");
-    nix::unistd::mkfifo(
-        &fifo,
-        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-    )
-    .unwrap();
+    let fifo = mkfifo(dir.path());
     let child = spawn_launch(
         dir.path(),
         &[&"resources/pipelines/pipeline.printer.json", &fifo],
@@ -249,12 +244,7 @@ fn start_errors_are_one_line_and_nothing_is_spawned() {
 #[test]
 fn killing_the_launcher_takes_its_children_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("trace.fifo");
-    nix::unistd::mkfifo(
-        &fifo,
-        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-    )
-    .unwrap();
+    let fifo = mkfifo(dir.path());
     let child = spawn_launch(
         dir.path(),
         &[&"resources/pipelines/pipeline.printer.json", &fifo],

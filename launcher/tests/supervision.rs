@@ -27,16 +27,6 @@ fn sigkill(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
 }
 
-fn mkfifo(dir: &Path) -> std::path::PathBuf {
-    let fifo = dir.join("trace.fifo");
-    nix::unistd::mkfifo(
-        &fifo,
-        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-    )
-    .unwrap();
-    fifo
-}
-
 fn probe(
     dir: &Path,
     name: &str,

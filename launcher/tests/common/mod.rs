@@ -567,3 +567,15 @@ pub fn json_output(dir: &Path, trace: &Path, entities: bool) -> Vec<serde_json::
         })
         .collect()
 }
+
+/// A FIFO `trace.fifo` in `dir`: a trace fed through it keeps the reader blocked until the test
+/// writes, so a test can look at a running pipeline without timing assumptions.
+pub fn mkfifo(dir: &Path) -> PathBuf {
+    let fifo = dir.join("trace.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    fifo
+}
