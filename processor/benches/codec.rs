@@ -427,6 +427,13 @@ fn count_mode(index: usize) {
         wincode_encode(black_box(&m), &mut bufs[3]);
         black_box(wincode_decode(black_box(&bufs[3])));
     }
+    eprintln!(
+        "sizes: postcard {} bitcode_serde {} bitcode {} wincode {}",
+        bufs[0].len(),
+        bufs[1].len(),
+        bufs[2].len(),
+        bufs[3].len()
+    );
     eprintln!("{name}: {COUNT_CALLS} calls of each codec function");
 }
 
