@@ -6,6 +6,7 @@
 //! cargo run --release -p sf-processor --example ring-bench -- [--mode all|throughput|latency]
 //!     [--sizes 64,128,256,1024] [--frames N] [--runs K] [--ring-size BYTES]
 //!     [--latency-runs K] [--latency-secs S] [--busy-interval-us US] [--sleep-interval-us US]
+//!     [--in-process N]
 //! ```
 //!
 //! - **Throughput**: for each payload size, the producer pushes `--frames` frames (default 10
@@ -24,6 +25,10 @@
 //!   reading of the clock when `next` returns it. The percentiles are over the frames of
 //!   `--latency-runs` runs (default 3) of `--latency-secs` seconds (default 2), the first 10
 //!   frames of each run left out (start-up).
+//!
+//! - **Instructions**: `--in-process N` pushes and reads N frames of each size in one thread
+//!   (no table), for `valgrind --tool=callgrind`: `bench/instructions.sh` divides the
+//!   difference of two runs by the difference of N.
 //!
 //! To count system calls on the hot path, run the throughput mode under
 //! `strace -f -c -e trace=futex,sched_yield` (as `bench/run.sh` does): nothing but the ring
@@ -99,7 +104,8 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: ring-bench [--mode all|throughput|latency] [--sizes 64,128,256,1024] \
                      [--frames N] [--runs K] [--ring-size BYTES] [--latency-runs K] \
-                     [--latency-secs S] [--busy-interval-us US] [--sleep-interval-us US]";
+                     [--latency-secs S] [--busy-interval-us US] [--sleep-interval-us US] \
+                     [--in-process N]";
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
