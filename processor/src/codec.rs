@@ -2,7 +2,8 @@
 //!
 //! One module so the serializer can be swapped by measurement (see `DESIGN.md`, Transport).
 //! Today it is [`postcard`] (serde, maintained, compact varint encoding); bincode is not an
-//! option (3.0.0 does not compile, 2.0.1 is unmaintained).
+//! option (3.0.0 does not compile, 2.0.1 is unmaintained). `benches/codec.rs` measures it
+//! against bitcode and wincode: README, Performance, says why postcard stays.
 //!
 //! A ring carries [`WIRE_VERSION`] in its header; a consumer built against another version
 //! refuses to attach, naming both versions, instead of misreading frames.
