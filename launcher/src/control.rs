@@ -155,9 +155,14 @@ pub fn call(pid: Option<u32>, request: &Value) -> anyhow::Result<Value> {
     Ok(reply)
 }
 
-/// Formats a `status` reply as a table.
+/// Formats a `status` reply as a table, after a line saying so when the pipeline is stopping
+/// (a first SIGINT/SIGTERM or `ctl stop`: the handlers finish what was read).
 pub fn status_table(reply: &Value) -> String {
-    let mut out = format!(
+    let mut out = String::new();
+    if reply["stopping"] == Value::Bool(true) {
+        out.push_str("stopping: the handlers finish the records already read\n");
+    }
+    out += &format!(
         "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}\n",
         "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s"
     );

@@ -188,6 +188,13 @@ impl Outcome {
     }
 }
 
+/// `SIGTERM` for 15; the number itself for a signal nix does not know.
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| sig.to_string())
+}
+
 /// `exit status 3` or `killed by signal 9 (SIGKILL)`.
 pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
@@ -408,6 +415,7 @@ impl Supervisor {
             match self.events.recv_timeout(POLL) {
                 Ok(Event::Control(req)) => self.answer(req),
                 Ok(Event::Signal(sig)) => {
+                    let sig = signal_name(sig);
                     if self.stopping {
                         log::warn!("second signal ({sig}): killing every process");
                         self.kill_all();
@@ -709,7 +717,9 @@ impl Supervisor {
 
     fn answer(&mut self, req: Request) {
         let reply = match req.body["cmd"].as_str() {
-            Some("status") => json!({"ok": true, "processes": self.status()}),
+            Some("status") => {
+                json!({"ok": true, "stopping": self.stopping, "processes": self.status()})
+            }
             Some("stop") => {
                 if !self.stopping {
                     log::info!("stop requested: the handlers finish the records already read");

@@ -1,0 +1,144 @@
+//! The launcher's controls beyond the happy path: a second signal kills everything at once, and
+//! `ctl` without `--pid` refuses to guess among several pipelines. Each test runs real processes
+//! under a watchdog in its own temp dir and checks that nothing is left behind.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `ctl status --json` of pipeline `pid` as one JSON value.
+fn status_reply(pid: u32) -> Option<serde_json::Value> {
+    let (code, out, _) = ctl(pid, &["status", "--json"]);
+    (code == Some(0)).then(|| serde_json::from_str(&out).expect("status JSON"))
+}
+
+#[test]
+fn a_second_signal_kills_every_process_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = root().join("resources/traces/tcp.sf");
+    // A handler stuck for ever on the first record (no watchdog): a first signal cannot end the
+    // run, since the handlers drain what was read; only the second can.
+    let file = dir.path().join("probe.tsv");
+    let pipeline = write_blocks(
+        dir.path(),
+        &[
+            json!({"processor": "sysflowreader", "handler": "probe", "file": file,
+                 "entities": true, "hang_on_seq": 1}),
+        ],
+    );
+    let child = spawn_launch(dir.path(), &[&pipeline, &trace]);
+    let launcher = child.id();
+    wait_for(
+        "the reader to finish and the probe to hang",
+        Duration::from_secs(30),
+        || {
+            status_reply(launcher).is_some_and(|r| {
+                let p = &r["processes"];
+                p[0]["state"] == "done" && p[1]["state"] == "running" && p[1]["lag"] == 23
+            })
+        },
+    );
+    let term = || kill(Pid::from_raw(launcher as i32), Signal::SIGTERM).unwrap();
+    term();
+    wait_for(
+        "the launcher to be stopping",
+        Duration::from_secs(30),
+        || status_reply(launcher).is_some_and(|r| r["stopping"] == true),
+    );
+    // The table says so too.
+    let (code, out, _) = ctl(launcher, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("stopping: the handlers finish the records already read\n"),
+        "{out}"
+    );
+    term();
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert_eq!(run.status.code(), Some(130), "{run:?}");
+    let info = run.info_messages();
+    assert!(
+        info.iter().any(|m| m
+            == "signal SIGTERM: stopping; the handlers finish the records already read (again to kill)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("WARN: ")
+            && l.ends_with(": second signal (SIGTERM): killing every process")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        probe_lines(&file).is_empty(),
+        "the probe never got past record 1"
+    );
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_eq!(shm_segments(), Vec::<String>::new());
+}
+
+#[test]
+fn ctl_without_pid_names_every_running_pipeline_and_touches_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    // Two pipelines waiting on their FIFOs.
+    let fifos = [dir.path().join("in1"), dir.path().join("in2")];
+    for f in &fifos {
+        nix::unistd::mkfifo(f, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    let children: Vec<_> = fifos
+        .iter()
+        .map(|f| spawn_launch(dir.path(), &[&pipeline, f]))
+        .collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    for &pid in &pids {
+        wait_for("the control socket", Duration::from_secs(30), || {
+            try_status(pid).is_some()
+        });
+    }
+    for action in [&["status"][..], &["stop"], &["restart", "stats"]] {
+        let out = Command::new(sf_launch())
+            .arg("ctl")
+            .args(action)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{action:?}: {err}");
+        // Other tests may run pipelines at the same time: at least these two are listed.
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.ends_with(" pipelines are running; choose one with --pid:"),
+            "{err}"
+        );
+        for pid in &pids {
+            assert!(
+                err.lines()
+                    .any(|l| l.starts_with(&format!("  pid {pid}: ")) && l.contains("sf-launch")),
+                "pid {pid} not listed: {err}"
+            );
+        }
+    }
+    // Neither pipeline was stopped or restarted by the refused commands.
+    for &pid in &pids {
+        let s = status(pid);
+        assert_eq!(s["stats"]["state"], "running");
+        assert_eq!(s["stats"]["restarts"], 0);
+    }
+    // End both runs: tcp.sf through each FIFO.
+    let tcp = std::fs::read(root().join("resources/traces/tcp.sf")).unwrap();
+    for f in &fifos {
+        std::fs::write(f, &tcp).unwrap();
+    }
+    for child in children {
+        let run = wait_with_watchdog(child, "sf-launch");
+        assert!(run.status.success(), "{run:?}");
+        assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
+    }
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_eq!(shm_segments(), Vec::<String>::new());
+}
