@@ -66,10 +66,15 @@ impl std::error::Error for RunError {}
 /// the whole input was handled (or the launcher asked it to stop with SIGTERM) and
 /// `cleanup()` ran, 2 when the process could not start (not under `sf-launch`, bad
 /// configuration, `init` error, incompatible ring), 3 when the launcher aborted the pipeline.
+/// A handler whose standard output is a closed pipe (`sf-launch … | head`) is ended by
+/// SIGPIPE, as a Unix filter is, at its next failed write; the launcher then stops the
+/// pipeline instead of restarting it.
 ///
 /// Call it from `main`; see the crate example.
 pub fn run<H: Handler>(handler: H) -> ExitCode {
     logging::init(None);
+    // `sf-launch … | head`: a handler whose stdout is closed ends as by SIGPIPE.
+    logging::exit_on_closed_stdout();
     let name = std::env::var(ENV_NAME).unwrap_or_else(|_| "handler".into());
     let shutdown = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown))

@@ -156,6 +156,8 @@ fn run(args: RunArgs) -> ExitCode {
     let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
     log::logger().flush();
     match outcome {
+        // Like a filter killed by SIGPIPE: 128 + 13, and nothing more to say.
+        Ok(o) if o.output_closed() => ExitCode::from(141),
         Ok(o) if o.is_success() => ExitCode::SUCCESS,
         Ok(o) => {
             eprintln!("sf-launch: error: {}", o.describe_failures());

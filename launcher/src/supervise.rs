@@ -166,6 +166,7 @@ struct ReaderSlot {
 pub struct Outcome {
     failures: Vec<String>,
     interrupted: bool,
+    output_closed: bool,
 }
 
 impl Outcome {
@@ -177,6 +178,12 @@ impl Outcome {
     /// The run was cut short by a second signal.
     pub fn interrupted(&self) -> bool {
         self.interrupted
+    }
+
+    /// The launcher's standard output was a pipe whose reader went away (`sf-launch … | head`):
+    /// the pipeline was stopped early, as a Unix filter stops on SIGPIPE.
+    pub fn output_closed(&self) -> bool {
+        self.output_closed
     }
 
     /// One line listing what failed.
@@ -222,6 +229,8 @@ pub struct Supervisor {
     reader: ReaderSlot,
     events: mpsc::Receiver<Event>,
     stopping: bool,
+    /// Our standard output is a pipe nobody reads any more.
+    output_closed: bool,
     launcher_pid: String,
     /// A problem of a reader that finished (input errors, undeliverable records).
     reader_problem: Option<String>,
@@ -304,6 +313,7 @@ impl Supervisor {
             slots,
             events,
             stopping: false,
+            output_closed: false,
             launcher_pid: std::process::id().to_string(),
             reader_problem: None,
         };
@@ -435,6 +445,9 @@ impl Supervisor {
             }
             // The launcher's own lines appear as they happen, not at the end.
             log::logger().flush();
+            if !self.output_closed && sf_processor::logging::stdout_closed() {
+                self.stop_for_closed_output();
+            }
             if self.reader.state.finished() && self.slots.iter().all(|s| s.state.finished()) {
                 break;
             }
@@ -465,6 +478,7 @@ impl Supervisor {
         Outcome {
             failures,
             interrupted,
+            output_closed: self.output_closed,
         }
     }
 
@@ -477,6 +491,19 @@ impl Supervisor {
         {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// `sf-launch … | head`: what the handlers print has nowhere to go. Stops as a Unix filter
+    /// stops on SIGPIPE: the reader stops, handlers writing to stdout end by SIGPIPE (the SDK
+    /// asks for it) and are not restarted, the others finish what was read.
+    fn stop_for_closed_output(&mut self) {
+        if !self.output_closed {
+            log::debug!("standard output closed: stopping");
+            self.output_closed = true;
+        }
+        if !self.stopping {
+            self.begin_stop();
         }
     }
 
@@ -630,6 +657,20 @@ impl Supervisor {
     }
 
     fn on_handler_exit(&mut self, i: usize, pid: u32, status: ExitStatus) -> anyhow::Result<()> {
+        if status.signal() == Some(nix::libc::SIGPIPE)
+            && (self.output_closed || sf_processor::logging::stdout_closed())
+        {
+            // It wrote to our stdout and nobody reads it (`| head`): not a crash, and a
+            // restart could only die the same way.
+            log::debug!(
+                "handler {} stopped: its output was closed",
+                self.slots[i].spec.label
+            );
+            self.stop_for_closed_output();
+            self.slots[i].state = State::Done;
+            self.slots[i].monitor.mark_consumer_gone();
+            return Ok(());
+        }
         let now = Instant::now();
         let dead_letter = self.plan.dead_letter.display().to_string();
         let slot = &mut self.slots[i];

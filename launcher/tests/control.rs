@@ -142,3 +142,26 @@ fn ctl_without_pid_names_every_running_pipeline_and_touches_none() {
     assert_no_process_left(dir.path(), Duration::from_secs(5));
     assert_eq!(shm_segments(), Vec::<String>::new());
 }
+
+#[test]
+fn a_closed_stdout_stops_the_pipeline_like_a_unix_filter() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    // 8 copies of k8s_small: far more lines than a pipe buffer holds.
+    let input = copies_dir(dir.path(), &shared().join("traces/k8s_small.sf"), 8);
+    let pipeline = write_pipeline(dir.path(), &["printer", "stats"]);
+    let mut child = spawn_launch(dir.path(), &[&pipeline, &input]);
+    // `sf-launch … | head -1`: read one line, then close the pipe.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("INFO: "), "{first}");
+    drop(stdout);
+    let run = wait_with_watchdog(child, "sf-launch");
+    // As a filter killed by SIGPIPE: 128 + 13, nothing restarted, nothing reported as failed.
+    assert_eq!(run.status.code(), Some(141), "{run:?}");
+    assert!(!run.stderr.contains("restarting"), "{}", run.stderr);
+    assert!(!run.stderr.contains("SIGPIPE"), "{}", run.stderr);
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_eq!(shm_segments(), Vec::<String>::new());
+}

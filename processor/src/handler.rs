@@ -325,6 +325,9 @@ impl<H: Handler> Dispatcher<H> {
             }
         };
         if let Err(e) = result {
+            // A handler writing to a closed stdout (`sf-launch … | head`) ends there, as a
+            // Unix filter does, when its process asked for it.
+            crate::logging::check_closed_stdout();
             self.stats.handler_errors += 1;
             // The first ten, then one in a thousand: a handler failing on every record must
             // not flood the log.

@@ -11,8 +11,10 @@
 //! Call `log::logger().flush()` when idle and before exiting.
 
 use std::io::Write;
+use std::os::fd::AsFd as _;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -75,10 +77,47 @@ struct SfLogger {
     buffers: Mutex<Buffers>,
 }
 
+/// Set by [`exit_on_closed_stdout`].
+static EXIT_ON_CLOSED_STDOUT: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process end as SIGPIPE's default action would (killed by signal 13) when it
+/// finds its standard output is a pipe nobody reads any more: on a failed log write, and
+/// whenever [`check_closed_stdout`] is called. Handler processes ask for it (the SDK does), so
+/// that `sf-launch … | head` ends like any Unix filter; the launcher and the reader do not
+/// (for them a lost line is not worth dying for).
+pub fn exit_on_closed_stdout() {
+    EXIT_ON_CLOSED_STDOUT.store(true, Ordering::Relaxed);
+}
+
+/// Whether standard output is a pipe or socket whose reading end is closed: `poll` reports
+/// `POLLERR` on the writing end of such a pipe (`POLLHUP` for a socket). A terminal, a file
+/// or /dev/null never is. One `poll` system call, no wait.
+pub fn stdout_closed() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
+/// After a failed write (a handler's error, say): if [`exit_on_closed_stdout`] was asked for
+/// and standard output is closed, ends the process by SIGPIPE. Returns otherwise.
+pub fn check_closed_stdout() {
+    if EXIT_ON_CLOSED_STDOUT.load(Ordering::Relaxed) && stdout_closed() {
+        let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+    }
+}
+
 fn write_stdout(bytes: &[u8]) {
     // One write per call: whole lines, at most ATOMIC_WRITE bytes unless a single line is
-    // longer. A closed stdout is not worth dying for; the line is lost.
-    let _ = std::io::stdout().lock().write_all(bytes);
+    // longer. Unless asked to die (handlers), a closed stdout loses the line.
+    if let Err(e) = std::io::stdout().lock().write_all(bytes)
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        check_closed_stdout();
+    }
 }
 
 impl SfLogger {
