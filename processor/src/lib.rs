@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the SysFlow data model (twelve record types, OID, FOID, enums);
 //! - [`codec`]: the wire codec of records in ring frames;
+//! - [`publish`]: publication of records into rings, with overflow policy and resume;
 //! - [`ring`]: the lock-free shared-memory ring between a producer and a consumer process
 //!   (the only module with `unsafe` code);
 //! - [`tables`]: the entity tables and the context of a record, built as the reference
@@ -18,5 +19,6 @@ pub mod journal;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+pub mod publish;
 pub mod ring;
 pub mod tables;
