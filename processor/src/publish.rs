@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use crate::codec;
 use crate::journal::JournalWriter;
-use crate::model::Record;
+use crate::model::{Record, RecordKind};
 use crate::ring::{Producer, PushError};
 
 /// What to do with a record when a handler's ring is full (the `overflow` key of its block).
@@ -144,38 +144,28 @@ impl Publisher {
                 );
             }
         }
-        for slot in &mut self.rings {
-            let Some(ring) = slot else { continue };
-            match ring.push(self.seq, &self.buf, entity) {
-                Ok(()) => {}
-                Err(PushError::ConsumerGone) => {
-                    log::error!("handler {} is gone; it gets no more records", ring.name);
-                    *slot = None;
-                }
-                Err(PushError::Aborted) => return Err(NoConsumers),
-                Err(e @ PushError::TooLarge { .. }) => {
-                    self.undeliverable += 1;
-                    log::error!(
-                        "record {} ({}): {e}; skipped for handler {}",
-                        self.seq,
-                        record.kind(),
-                        ring.name
-                    );
-                }
-                Err(e) => {
-                    log::error!(
-                        "ring of handler {}: {e}; it gets no more records",
-                        ring.name
-                    );
-                    *slot = None;
-                }
-            }
-        }
-        if self.rings.iter().all(Option::is_none) {
-            Err(NoConsumers)
-        } else {
-            Ok(())
-        }
+        push_all(
+            &mut self.rings,
+            &mut self.undeliverable,
+            self.seq,
+            record.kind(),
+            &self.buf,
+        )
+    }
+
+    /// Pushes a frame payload serialized elsewhere, with its own sequence number, into every
+    /// live ring, as [`Publisher::publish`] does (nothing is journaled and the numbering is
+    /// not advanced): a chained handler forwarding a record it received.
+    ///
+    /// # Errors
+    /// [`NoConsumers`] when no ring is left or the launcher aborted the pipeline.
+    pub fn forward(
+        &mut self,
+        seq: u64,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<(), NoConsumers> {
+        push_all(&mut self.rings, &mut self.undeliverable, seq, kind, payload)
     }
 
     /// Sequence number of the last record published.
@@ -225,5 +215,47 @@ impl Publisher {
             }
             ring.producer.close();
         }
+    }
+}
+
+/// Pushes one payload into every live ring; a ring whose consumer is gone for good is dropped
+/// with an error message.
+fn push_all(
+    rings: &mut [Option<Target>],
+    undeliverable: &mut u64,
+    seq: u64,
+    kind: RecordKind,
+    payload: &[u8],
+) -> Result<(), NoConsumers> {
+    let entity = kind.is_entity();
+    for slot in rings.iter_mut() {
+        let Some(ring) = slot else { continue };
+        match ring.push(seq, payload, entity) {
+            Ok(()) => {}
+            Err(PushError::ConsumerGone) => {
+                log::error!("handler {} is gone; it gets no more records", ring.name);
+                *slot = None;
+            }
+            Err(PushError::Aborted) => return Err(NoConsumers),
+            Err(e @ PushError::TooLarge { .. }) => {
+                *undeliverable += 1;
+                log::error!(
+                    "record {seq} ({kind}): {e}; skipped for handler {}",
+                    ring.name
+                );
+            }
+            Err(e) => {
+                log::error!(
+                    "ring of handler {}: {e}; it gets no more records",
+                    ring.name
+                );
+                *slot = None;
+            }
+        }
+    }
+    if rings.iter().all(Option::is_none) {
+        Err(NoConsumers)
+    } else {
+        Ok(())
     }
 }
