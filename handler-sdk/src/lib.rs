@@ -50,9 +50,10 @@ pub mod config;
 mod runtime;
 
 pub use runtime::{
-    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_RING_FD,
-    ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
+    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS,
+    ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
 };
+pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
     ConfigError, DispatchStats, Handler, HandlerConfig, HandlerResult,
 };
@@ -70,5 +71,7 @@ pub mod prelude {
         K8sEvent, NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Process, ProcessEvent,
         ProcessFlow, Record, RecordKind, SfHeader, ipv4_dotted, op_flags,
     };
-    pub use crate::{Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult};
+    pub use crate::{
+        Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult, Policy,
+    };
 }
