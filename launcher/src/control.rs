@@ -158,8 +158,8 @@ pub fn call(pid: Option<u32>, request: &Value) -> anyhow::Result<Value> {
 /// Formats a `status` reply as a table.
 pub fn status_table(reply: &Value) -> String {
     let mut out = format!(
-        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}\n",
-        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s"
+        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
+        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s", "INPUT"
     );
     let dash = |v: &Value| match v {
         Value::Null => "-".to_string(),
@@ -169,7 +169,7 @@ pub fn status_table(reply: &Value) -> String {
     };
     for p in reply["processes"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}\n",
+            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
             dash(&p["name"]),
             dash(&p["pid"]),
             dash(&p["state"]),
@@ -178,6 +178,7 @@ pub fn status_table(reply: &Value) -> String {
             dash(&p["restarts"]),
             dash(&p["drops"]),
             dash(&p["rate"]),
+            dash(&p["input"]),
         ));
     }
     out
