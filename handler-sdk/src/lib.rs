@@ -39,6 +39,11 @@
 //!   [`ipv4_dotted`](model::ipv4_dotted) (SysFlow's IPv4 integers as dotted quads).
 //! - **Errors never stop the pipeline.** An `Err` returned by a handler method is logged
 //!   with the record's sequence number and kind and counted; the next record comes.
+//! - **Chaining.** A handler whose block has `"out": "<type> <channel>"` feeds the handlers
+//!   whose `"in"` names that channel: [`Context::emit`] passes the record being handled on,
+//!   annotated with [`Policy`]s (the rules it matched), and the SDK forwards every entity
+//!   record by itself; downstream, [`Context::policies`] lists them. A handler without
+//!   `"out"` is unchanged.
 //! - **Idle time.** [`Handler::idle`] is called when no record waits (each time the handler
 //!   catches up with the reader, then every 200 ms or so), for work such as flushing or
 //!   reporting after a signal.
