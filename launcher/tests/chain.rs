@@ -341,6 +341,100 @@ fn killing_the_middle_handler_loses_nothing_downstream_and_duplicates_nothing() 
     finish(d);
 }
 
+#[test]
+fn a_stuck_middle_handler_is_killed_by_the_watchdog_and_its_poison_record_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let trace = root().join("resources/traces/tcp.sf");
+    // Record 20 of tcp.sf is a network flow: the middle handler hangs on it every time.
+    let poison = 20;
+    let pipeline = write_blocks(
+        d,
+        &[
+            probe_block(
+                d,
+                "mid",
+                json!({"out": "sysflow midchan", "tag": "mid", "hang_on_seq": poison,
+                    "watchdog_ms": 300, "poison_after": 2, "backoff_initial_ms": 10}),
+            ),
+            probe_block(d, "down", json!({"in": "sysflow midchan"})),
+            probe_block(d, "direct", json!({})),
+        ],
+    );
+    let dead_letter = d.join("dead.jsonl");
+    let run = launch(d, &[&"--dead-letter", &dead_letter, &pipeline, &trace]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        run.stderr
+            .matches("made no progress for 300ms while records wait (stuck on record 20)")
+            .count(),
+        2,
+        "{}",
+        run.stderr
+    );
+    let dead = std::fs::read_to_string(&dead_letter).expect("dead-letter file");
+    let dead: Value = serde_json::from_str(dead.trim_end()).expect("one dead-letter line");
+    assert_eq!(
+        (&dead["handler"], &dead["seq"]),
+        (&json!("probe"), &json!(poison))
+    );
+    let want: Vec<ProbeLine> = lines_of(d, "direct")
+        .into_iter()
+        .filter(|l| l.seq != poison)
+        .map(|l| ProbeLine {
+            seq: l.seq,
+            rest: format!("{}\tmid", l.rest),
+        })
+        .collect();
+    assert_eq!(want.len(), 9, "tcp.sf has 10 flows and events");
+    assert_eq!(
+        lines_of(d, "down"),
+        want,
+        "every other record, once, in order"
+    );
+    finish(d);
+}
+
+#[test]
+fn a_failed_downstream_handler_does_not_block_its_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // More than a 64 KiB ring holds: the middle handler would wait for room forever if the
+    // failed handler's ring were not given up.
+    let trace = shared().join("traces/k8s_small.sf");
+    let pipeline = write_blocks(
+        d,
+        &[
+            probe_block(d, "mid", json!({"out": "sysflow midchan"})),
+            probe_block(
+                d,
+                "down",
+                json!({"in": "sysflow midchan", "crash_on_seq": 303, "restart": "never",
+                    "ring_size": 65536}),
+            ),
+            probe_block(d, "direct", json!({})),
+        ],
+    );
+    let run = launch(d, &[&pipeline, &trace]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last().unwrap_or_default(),
+        "sf-launch: error: handler probe[1] failed (killed by signal 6 (SIGABRT), restart policy never)"
+    );
+    // Its ring filled up, and the middle handler gave it up rather than wait.
+    assert!(
+        run.stderr
+            .contains("handler probe[1] is gone; it gets no more records"),
+        "{}",
+        run.stderr
+    );
+    // The middle handler went through the whole input.
+    let direct = lines_of(d, "direct");
+    assert!(direct.len() > 4000, "{} flows and events", direct.len());
+    assert_eq!(lines_of(d, "mid"), direct);
+    finish(d);
+}
+
 fn start_error(dir: &Path, blocks: &[Value]) -> String {
     let pipeline = write_blocks(dir, blocks);
     let run = launch(dir, &[&pipeline, &"resources/traces/tcp.sf"]);
