@@ -435,6 +435,60 @@ fn a_failed_downstream_handler_does_not_block_its_producer() {
     finish(d);
 }
 
+#[test]
+fn sigterm_stops_the_tree_in_order_and_every_stage_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = copies_dir(d, &shared().join("traces/k8s_small.sf"), 40);
+    // reader -> mid (slow) -> down; stats reads the reader's channel.
+    let pipeline = write_blocks(
+        d,
+        &[
+            probe_block(
+                d,
+                "mid",
+                json!({"out": "sysflow midchan", "tag": "mid", "entities": true,
+                    "ring_size": 65536, "sleep_us": 50}),
+            ),
+            probe_block(
+                d,
+                "down",
+                json!({"in": "sysflow midchan", "entities": true}),
+            ),
+            json!({"processor": "sysflowreader", "handler": "stats"}),
+        ],
+    );
+    let child = spawn_launch(d, &[&pipeline, &input]);
+    let launcher = child.id();
+    wait_for(
+        "the middle handler to handle records",
+        Duration::from_secs(60),
+        || lines_of(d, "mid").len() > 500,
+    );
+    kill(Pid::from_raw(launcher as i32), Signal::SIGTERM).unwrap();
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    // Every stage drained what its producer had published before the stop: the reader's
+    // records reached stats and mid, and everything mid saw reached down.
+    let counted: u64 = parse_stats_table(&run.stdout).values().sum();
+    let mid = lines_of(d, "mid");
+    assert!(counted < 40 * 6173, "stopped early: {counted}");
+    assert_eq!(mid.len() as u64, counted);
+    let want: Vec<ProbeLine> = mid
+        .iter()
+        .map(|l| ProbeLine {
+            seq: l.seq,
+            rest: if is_entity(l) {
+                l.rest.clone()
+            } else {
+                format!("{}\tmid", l.rest)
+            },
+        })
+        .collect();
+    assert_eq!(lines_of(d, "down"), want);
+    finish(d);
+}
+
 fn start_error(dir: &Path, blocks: &[Value]) -> String {
     let pipeline = write_blocks(dir, blocks);
     let run = launch(dir, &[&pipeline, &"resources/traces/tcp.sf"]);
