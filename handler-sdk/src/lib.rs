@@ -39,6 +39,11 @@
 //!   [`ipv4_dotted`](model::ipv4_dotted) (SysFlow's IPv4 integers as dotted quads).
 //! - **Errors never stop the pipeline.** An `Err` returned by a handler method is logged
 //!   with the record's sequence number and kind and counted; the next record comes.
+//! - **Chaining.** A handler whose block has `"out": "<type> <channel>"` feeds the handlers
+//!   whose `"in"` names that channel: [`Context::emit`] passes the record being handled on,
+//!   annotated with [`Policy`]s (the rules it matched), and the SDK forwards every entity
+//!   record by itself; downstream, [`Context::policies`] lists them. A handler without
+//!   `"out"` is unchanged.
 //! - **Idle time.** [`Handler::idle`] is called when no record waits (each time the handler
 //!   catches up with the reader, then every 200 ms or so), for work such as flushing or
 //!   reporting after a signal.
@@ -50,9 +55,10 @@ pub mod config;
 mod runtime;
 
 pub use runtime::{
-    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_RING_FD,
-    ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
+    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS,
+    ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
 };
+pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
     ConfigError, DispatchStats, Handler, HandlerConfig, HandlerResult,
 };
@@ -70,5 +76,7 @@ pub mod prelude {
         K8sEvent, NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Process, ProcessEvent,
         ProcessFlow, Record, RecordKind, SfHeader, ipv4_dotted, op_flags,
     };
-    pub use crate::{Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult};
+    pub use crate::{
+        Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult, Policy,
+    };
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sf_processor::chain::Emission;
 use sf_processor::codec;
 use sf_processor::handler::{DispatchStats, Dispatcher, Handler, HandlerConfig, env};
 use sf_processor::journal::JournalReader;
 use sf_processor::logging;
-use sf_processor::ring::{Consumer, Next, RingSegment};
+use sf_processor::publish::{Overflow, Publisher, Target};
+use sf_processor::ring::{Consumer, Next, Producer, RingSegment};
 use sf_processor::tables::MissingCounts;
 
 /// Environment variable holding the number of the inherited ring file descriptor.
@@ -32,6 +34,9 @@ pub const ENV_SKIP_SEQ: &str = env::SKIP_SEQ;
 pub const ENV_SKIP_REASON: &str = env::SKIP_REASON;
 /// The dead-letter file (JSON lines) a skipped record is appended to.
 pub const ENV_DEAD_LETTER: &str = env::DEAD_LETTER;
+/// The output rings of a chained handler (`NAME=FD[:drop],...`), set by the launcher when the
+/// handler's block has an `"out"` channel.
+pub const ENV_OUT_RINGS: &str = env::OUT_RINGS;
 
 /// How long a wait for the next frame lasts before the loop checks for shutdown again.
 const WAIT_SLICE: Duration = Duration::from_millis(200);
@@ -139,6 +144,36 @@ fn follow_launcher() {
     }
 }
 
+/// The output rings named by [`ENV_OUT_RINGS`], attached as their producer (resuming after
+/// what a previous process of this handler published); `None` without an output.
+fn env_outputs() -> Result<Option<Publisher>, RunError> {
+    let Ok(list) = std::env::var(ENV_OUT_RINGS) else {
+        return Ok(None);
+    };
+    let mut targets = Vec::new();
+    for spec in list.split(',').filter(|s| !s.is_empty()) {
+        let parsed = spec.split_once('=').and_then(|(name, rest)| {
+            let (fd, overflow) = match rest.split_once(':') {
+                None => (rest, Overflow::Block),
+                Some((fd, "drop")) => (fd, Overflow::Drop),
+                Some((fd, "block")) => (fd, Overflow::Block),
+                Some(_) => return None,
+            };
+            Some((name, fd.parse::<RawFd>().ok()?, overflow))
+        });
+        let Some((name, fd, overflow)) = parsed else {
+            return Err(RunError::Environment(format!(
+                "{ENV_OUT_RINGS}: {spec:?} is not NAME=FD or NAME=FD:drop"
+            )));
+        };
+        let producer = RingSegment::open_inherited(fd)
+            .and_then(|seg| Producer::attach(seg.into_fd(), codec::WIRE_VERSION))
+            .map_err(|e| RunError::Attach(format!("output ring of handler {name}: {e}")))?;
+        targets.push(Target::new(producer, name.to_owned(), overflow));
+    }
+    Ok((!targets.is_empty()).then(|| Publisher::new(targets, None)))
+}
+
 /// A record the launcher told this process to skip.
 #[derive(Debug)]
 struct Skip {
@@ -198,6 +233,14 @@ fn write_dead_letter(skip: &Skip, name: &str, record: &sf_processor::model::Reco
 /// record waits; an error returned by a handler method is logged with the record's sequence
 /// number and kind, counted, and the loop goes on.
 ///
+/// A handler with an output channel (see the guide's *Chaining*) forwards every entity
+/// record as it came, and each flow or event for which it called
+/// [`Context::emit`](crate::Context::emit), with its sequence number and policies, into the
+/// ring of every handler reading that channel. Its output is published before its input is
+/// acknowledged, so a restarted handler never leaves a gap downstream; what a previous
+/// process of it already published is not published again. When its input ends, it closes
+/// its output rings, and the handlers downstream drain them and finish.
+///
 /// # Errors
 /// [`RunError`] when the process cannot start or the pipeline was aborted.
 pub fn run_with_shutdown<H: Handler>(
@@ -231,12 +274,21 @@ pub fn run_with_shutdown<H: Handler>(
             Some(JournalReader::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?)
         }
     };
+    let mut outputs = env_outputs()?;
+    let emission = outputs.as_ref().map(|_| Emission::new());
+    let mut out_buf = Vec::new();
     let mut dispatcher = Dispatcher::new(handler);
     let mut decode_errors = 0u64;
     let mut aborted = false;
+    let mut closed = false;
     // Sequence number of the last record dispatched by this process (0: none yet).
     let mut last_seq = 0u64;
     while !shutdown.load(Ordering::Relaxed) {
+        // What was emitted becomes visible downstream before `next` acknowledges the records
+        // it came from: a process killed after the acknowledgement has published it.
+        if let Some(out) = &mut outputs {
+            out.flush();
+        }
         // Poll first; flush the log and wait only when the ring is empty.
         let mut waited = false;
         let next = loop {
@@ -264,7 +316,10 @@ pub fn run_with_shutdown<H: Handler>(
         let frame = match next {
             Ok(Next::Frame(frame)) => frame,
             Ok(Next::TimedOut) => continue,
-            Ok(Next::Closed) => break,
+            Ok(Next::Closed) => {
+                closed = true;
+                break;
+            }
             Ok(Next::Aborted) => {
                 aborted = true;
                 break;
@@ -297,18 +352,62 @@ pub fn run_with_shutdown<H: Handler>(
             }
         }
         last_seq = seq;
-        match codec::decode(frame.payload) {
-            Ok(record) => match &skip {
-                Some(s) if s.seq == seq => {
-                    write_dead_letter(s, &name, &record);
-                    dispatcher.skip(record);
-                }
-                _ => dispatcher.dispatch(seq, record),
-            },
+        let decoded = match codec::decode_frame(frame.payload) {
+            Ok(d) => d,
             Err(e) => {
                 decode_errors += 1;
                 log::error!("{name}: record {seq}: {e}; skipped");
+                continue;
             }
+        };
+        let kind = decoded.record.kind();
+        if kind.is_entity()
+            && let Some(out) = &mut outputs
+            && out.forward(seq, kind, frame.payload).is_err()
+        {
+            log::error!(
+                "{name}: no handler is left on the output channel; nothing more is emitted"
+            );
+            outputs = None;
+        }
+        match &skip {
+            Some(s) if s.seq == seq => {
+                write_dead_letter(s, &name, &decoded.record);
+                dispatcher.skip(decoded.record);
+            }
+            _ => dispatcher.dispatch_chained(
+                seq,
+                decoded.record,
+                &decoded.policies,
+                emission.as_ref(),
+            ),
+        }
+        // A flow or event the handler emitted: the record as it came, then its policies.
+        if let Some(policies) = emission.as_ref().and_then(Emission::take)
+            && !kind.is_entity()
+            && let Some(out) = &mut outputs
+        {
+            out_buf.clear();
+            out_buf.extend_from_slice(&frame.payload[..decoded.record_len]);
+            match codec::encode_policies(&policies, &mut out_buf) {
+                Ok(()) => {
+                    if out.forward(seq, kind, &out_buf).is_err() {
+                        log::error!(
+                            "{name}: no handler is left on the output channel; nothing more is emitted"
+                        );
+                        outputs = None;
+                    }
+                }
+                Err(e) => log::error!("{name}: record {seq}: cannot encode its policies: {e}"),
+            }
+        }
+    }
+    if let Some(mut out) = outputs {
+        if closed {
+            // The input is complete: so is the output.
+            out.close();
+        } else {
+            out.flush();
         }
     }
     consumer.commit();

@@ -163,8 +163,8 @@ pub fn status_table(reply: &Value) -> String {
         out.push_str("stopping: the handlers finish the records already read\n");
     }
     out += &format!(
-        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}\n",
-        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s"
+        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
+        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s", "INPUT"
     );
     let dash = |v: &Value| match v {
         Value::Null => "-".to_string(),
@@ -174,7 +174,7 @@ pub fn status_table(reply: &Value) -> String {
     };
     for p in reply["processes"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}\n",
+            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
             dash(&p["name"]),
             dash(&p["pid"]),
             dash(&p["state"]),
@@ -183,6 +183,7 @@ pub fn status_table(reply: &Value) -> String {
             dash(&p["restarts"]),
             dash(&p["drops"]),
             dash(&p["rate"]),
+            dash(&p["input"]),
         ));
     }
     out

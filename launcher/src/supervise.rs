@@ -1,9 +1,13 @@
 //! Running a checked pipeline: rings and journal, spawning, supervision, control, shutdown.
 //!
-//! - Every handler gets a ring (memfd) and the entity journal (memfd); the reader gets the
-//!   journal and every ring. Children run in their own process group (a terminal's Ctrl-C
-//!   reaches only the launcher, which shuts down in order) and die with the launcher
-//!   (`PR_SET_PDEATHSIG`, set by each child).
+//! - Every handler gets a ring (memfd) and the entity journal (memfd). The reader gets the
+//!   journal and the rings of the handlers that read its channel; a chained handler (`"out"`
+//!   in its block) gets the rings of the handlers that read its output channel (one ring per
+//!   edge of the pipeline tree; `SF_OUT_RINGS`), and when it finishes or fails for good
+//!   those rings are closed, so the handlers downstream drain them and finish in tree order.
+//!   Children run in their own process group (a terminal's Ctrl-C reaches only the launcher,
+//!   which shuts down in order) and die with the launcher (`PR_SET_PDEATHSIG`, set by each
+//!   child).
 //! - A handler that exits with an error or a signal is restarted after a backoff, unless its
 //!   restart policy says otherwise or it exceeded its restart limit (then it is *failed*: the
 //!   reader stops feeding it and the others go on). The restarted process resumes after the
@@ -152,6 +156,8 @@ struct Slot {
     rate_count: u64,
     rate_at: Instant,
     rate: f64,
+    /// The rings of its output channel were closed (it finished or failed for good).
+    outputs_closed: bool,
 }
 
 #[derive(Debug)]
@@ -300,6 +306,7 @@ impl Supervisor {
                 rate_count: 0,
                 rate_at: now,
                 rate: 0.0,
+                outputs_closed: false,
             });
         }
         let mut sup = Supervisor {
@@ -330,10 +337,29 @@ impl Supervisor {
     }
 
     fn spawn_handler(&mut self, i: usize) -> anyhow::Result<()> {
+        // The rings of the handlers reading its output, as fds 5, 6, ...
+        let mut outputs = Vec::new();
+        let mut out_mappings = Vec::new();
+        for (n, &d) in self.slots[i].spec.block.downstream.iter().enumerate() {
+            let consumer = &self.slots[d];
+            let child_fd = 5 + n as i32;
+            let policy = match consumer.spec.supervision.overflow {
+                Overflow::Block => "",
+                Overflow::Drop => ":drop",
+            };
+            outputs.push(format!("{}={child_fd}{policy}", consumer.spec.label));
+            out_mappings.push(FdMapping {
+                parent_fd: consumer.ring.fd().try_clone_to_owned()?,
+                child_fd,
+            });
+        }
         let slot = &mut self.slots[i];
         let spec = &slot.spec;
         let config = Value::Object(spec.block.attributes.clone()).to_string();
         let mut cmd = Command::new(&spec.binary);
+        if !outputs.is_empty() {
+            cmd.env(env::OUT_RINGS, outputs.join(","));
+        }
         cmd.env(env::RING_FD, "3")
             .env(env::JOURNAL_FD, "4")
             .env(env::NAME, &spec.block.handler)
@@ -342,16 +368,21 @@ impl Supervisor {
             .env(LOG_ENV, self.plan.log.to_string())
             .stdin(Stdio::null())
             .process_group(0)
-            .fd_mappings(vec![
-                FdMapping {
-                    parent_fd: slot.ring.fd().try_clone_to_owned()?,
-                    child_fd: 3,
-                },
-                FdMapping {
-                    parent_fd: self.journal.as_fd().try_clone_to_owned()?,
-                    child_fd: 4,
-                },
-            ])?;
+            .fd_mappings(
+                vec![
+                    FdMapping {
+                        parent_fd: slot.ring.fd().try_clone_to_owned()?,
+                        child_fd: 3,
+                    },
+                    FdMapping {
+                        parent_fd: self.journal.as_fd().try_clone_to_owned()?,
+                        child_fd: 4,
+                    },
+                ]
+                .into_iter()
+                .chain(out_mappings)
+                .collect(),
+            )?;
         if let Some((seq, reason)) = &slot.skip {
             cmd.env(env::SKIP_SEQ, seq.to_string())
                 .env(env::SKIP_REASON, reason)
@@ -378,7 +409,12 @@ impl Supervisor {
             child_fd: 3,
         }];
         cmd.arg("--journal").arg("3");
-        for (i, slot) in self.slots.iter().enumerate() {
+        // The handlers reading the reader's channel.
+        let roots = self
+            .slots
+            .iter()
+            .filter(|s| s.spec.block.upstream.is_none());
+        for (i, slot) in roots.enumerate() {
             let child_fd = 4 + i as i32;
             let policy = match slot.spec.supervision.overflow {
                 Overflow::Block => "",
@@ -442,6 +478,7 @@ impl Supervisor {
             self.poll_reader()?;
             for i in 0..self.slots.len() {
                 self.poll_handler(i)?;
+                self.close_outputs(i);
             }
             // The launcher's own lines appear as they happen, not at the end.
             log::logger().flush();
@@ -529,11 +566,37 @@ impl Supervisor {
         }
     }
 
-    /// Marks every ring closed on behalf of a reader that will not come back.
+    /// Marks the reader's rings closed on behalf of a reader that will not come back.
     fn close_rings(&self) {
-        for s in &self.slots {
+        for s in self
+            .slots
+            .iter()
+            .filter(|s| s.spec.block.upstream.is_none())
+        {
             s.monitor.close();
         }
+    }
+
+    /// Marks the rings of a finished or failed handler's output channel closed (the SDK
+    /// closes them itself when its input ends; not when it fails).
+    fn close_outputs(&mut self, i: usize) {
+        if self.slots[i].outputs_closed || !self.slots[i].state.finished() {
+            return;
+        }
+        self.slots[i].outputs_closed = true;
+        for d in self.slots[i].spec.block.downstream.clone() {
+            self.slots[d].monitor.close();
+        }
+    }
+
+    /// Whether a ring of handler `i`'s output channel is so full that the handler may be
+    /// waiting for room (then it is not stuck: the watchdog leaves it alone).
+    fn output_full(&self, i: usize) -> bool {
+        self.slots[i].spec.block.downstream.iter().any(|&d| {
+            let m = &self.slots[d].monitor;
+            let used = m.write_pos().saturating_sub(m.read_pos());
+            !m.is_consumer_gone() && used as usize + m.capacity() / 2 > m.capacity()
+        })
     }
 
     fn poll_reader(&mut self) -> anyhow::Result<()> {
@@ -600,6 +663,7 @@ impl Supervisor {
 
     fn poll_handler(&mut self, i: usize) -> anyhow::Result<()> {
         let now = Instant::now();
+        let output_full = self.output_full(i);
         let slot = &mut self.slots[i];
         match slot.state.clone() {
             State::Running | State::Stopping { .. } => {
@@ -631,7 +695,7 @@ impl Supervisor {
                 }
                 // Watchdog.
                 let key = (slot.monitor.inflight_seq(), count);
-                if key != slot.progress {
+                if key != slot.progress || output_full {
                     slot.progress = key;
                     slot.progress_at = now;
                 }
@@ -820,6 +884,7 @@ impl Supervisor {
         let published = self
             .slots
             .iter()
+            .filter(|s| s.spec.block.upstream.is_none())
             .map(|s| s.monitor.published_seq())
             .max()
             .unwrap_or(0);
@@ -832,6 +897,7 @@ impl Supervisor {
             "restarts": self.reader.restarts.total,
             "drops": null,
             "rate": null,
+            "input": null,
         })];
         for s in &self.slots {
             let m = &s.monitor;
@@ -844,6 +910,7 @@ impl Supervisor {
                 "restarts": s.restarts.total,
                 "drops": m.dropped(),
                 "rate": s.rate.round() as u64,
+                "input": s.spec.block.upstream.map_or("reader", |u| self.slots[u].spec.label.as_str()),
             }));
         }
         out

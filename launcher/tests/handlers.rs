@@ -215,14 +215,24 @@ fn alerts(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The rules of `resources/pipelines/pipeline.alert.json` in a standalone alert block (no
+/// `out`: the alerts are written as lines; the chained pipeline is tested in `chain.rs`).
+fn standalone_alert_pipeline(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("resources/pipelines/pipeline.alert.json"))
+        .expect("pipeline.alert.json");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut block = doc["pipeline"][0].clone();
+    assert_eq!(block["handler"], "alert");
+    block.as_object_mut().unwrap().remove("out");
+    write_blocks(dir, &[block])
+}
+
 #[test]
 fn alert_on_shellshock_raises_the_web_shell_and_the_passwd_read() {
     let dir = tempfile::tempdir().unwrap();
     let trace = shared().join("traces/shellshock.sf");
-    let run = launch(
-        dir.path(),
-        &[&"resources/pipelines/pipeline.alert.json", &trace],
-    );
+    let pipeline = standalone_alert_pipeline(dir.path());
+    let run = launch(dir.path(), &[&pipeline, &trace]);
     assert!(run.status.success(), "{run:?}");
     assert_eq!(run.stderr, "");
     let container = json!({"id": "cc5d46fa59b1", "name": "apache",

@@ -7,12 +7,19 @@
 //!
 //! A ring carries [`WIRE_VERSION`] in its header; a consumer built against another version
 //! refuses to attach, naming both versions, instead of misreading frames.
+//!
+//! A frame's payload is one record, followed, on the rings between chained handlers, by the
+//! [`Policy`] list the record was annotated with (nothing when it has none, as on the
+//! reader's rings): [`encode`] and [`decode`] handle the record, [`decode_frame`] and
+//! [`encode_policies`] the whole payload.
 
+use crate::chain::Policy;
 use crate::model::Record;
 
 /// Version of the frame payload encoding. Bump it whenever [`Record`] or any type it contains
-/// changes shape: the `golden_bytes` test below fails to remind you.
-pub const WIRE_VERSION: u32 = 1;
+/// changes shape, or the payload layout changes: the `golden_bytes` test below fails to remind
+/// you. Version 2: the record may be followed by its policies.
+pub const WIRE_VERSION: u32 = 2;
 
 /// A payload that does not decode as a [`Record`] of this [`WIRE_VERSION`].
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +53,59 @@ pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
         len: bytes.len(),
         error,
     })
+}
+
+/// One frame payload decoded: the record, its policies, and how many leading bytes of the
+/// payload are the record (the part an upstream handler forwards as it is).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedFrame {
+    /// The record.
+    pub record: Record,
+    /// The policies it was annotated with upstream (empty from the reader).
+    pub policies: Vec<Policy>,
+    /// Length in bytes of the record's encoding at the start of the payload.
+    pub record_len: usize,
+}
+
+/// Deserializes a whole frame payload: the record and the policies that may follow it.
+///
+/// # Errors
+/// [`CodecError`] when `bytes` does not start with a record of this wire version, or what
+/// follows it is not a list of policies.
+pub fn decode_frame(bytes: &[u8]) -> Result<DecodedFrame, CodecError> {
+    let err = |error| CodecError {
+        len: bytes.len(),
+        error,
+    };
+    let (record, rest) = postcard::take_from_bytes::<Record>(bytes).map_err(err)?;
+    let record_len = bytes.len() - rest.len();
+    let policies = if rest.is_empty() {
+        Vec::new()
+    } else {
+        match postcard::take_from_bytes::<Vec<Policy>>(rest).map_err(err)? {
+            (p, []) => p,
+            (_, _) => return Err(err(postcard::Error::DeserializeBadEncoding)),
+        }
+    };
+    Ok(DecodedFrame {
+        record,
+        policies,
+        record_len,
+    })
+}
+
+/// Appends `policies` to `buf` (which holds an encoded record) as a frame payload carries
+/// them; appends nothing when the list is empty.
+///
+/// # Errors
+/// Only if the serializer fails, which for these types does not happen in practice.
+pub fn encode_policies(policies: &[Policy], buf: &mut Vec<u8>) -> Result<(), CodecError> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let out = std::mem::take(buf);
+    *buf = postcard::to_extend(policies, out).map_err(|error| CodecError { len: 0, error })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -89,6 +149,29 @@ mod tests {
         want.extend([0, 1]);
         want.extend([9; 20]);
         assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn a_frame_is_the_record_then_its_policies_if_any() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf).unwrap();
+        let plain = decode_frame(&buf).unwrap();
+        assert_eq!(
+            (plain.record, plain.policies, plain.record_len),
+            (sample(), vec![], buf.len())
+        );
+        let record_len = buf.len();
+        let mut policy = Policy::new("rule", "what it detects", 2);
+        policy.tags.push("mitre:T1059".into());
+        encode_policies(std::slice::from_ref(&policy), &mut buf).unwrap();
+        assert!(buf.len() > record_len);
+        let annotated = decode_frame(&buf).unwrap();
+        assert_eq!(annotated.policies, [policy]);
+        assert_eq!(annotated.record_len, record_len);
+        // `decode` reads the record alone, whatever follows.
+        assert_eq!(decode(&buf).unwrap(), sample());
+        buf.push(0);
+        assert!(decode_frame(&buf).is_err(), "trailing garbage");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::chain::{Emission, Policy};
 use crate::model::{
     Container, File, FileEvent, FileFlow, K8sEvent, NetworkEvent, NetworkFlow, Pod, Process,
     ProcessEvent, ProcessFlow, Record, RecordKind, SfHeader,
@@ -39,6 +40,10 @@ pub mod env {
     pub const SKIP_REASON: &str = "SF_SKIP_REASON";
     /// The dead-letter file (JSON lines) the skipped record is appended to.
     pub const DEAD_LETTER: &str = "SF_DEAD_LETTER";
+    /// The rings of a chained handler's output channel, one per consuming handler:
+    /// `NAME=FD[:drop],...` (the consumer's label, the inherited descriptor, its overflow
+    /// policy), as the reader's `--ring` arguments.
+    pub const OUT_RINGS: &str = "SF_OUT_RINGS";
 }
 
 /// What a handler method returns: an error is logged with the record's sequence number and
@@ -281,18 +286,35 @@ impl<H: Handler> Dispatcher<H> {
 
     /// Updates the tables with `record` and calls the handler method for its type.
     pub fn dispatch(&mut self, seq: u64, record: Record) {
+        self.dispatch_chained(seq, record, &[], None);
+    }
+
+    /// [`Dispatcher::dispatch`] for a record that carries `policies` from upstream handlers,
+    /// in a handler whose [`Context::emit`] requests go to `emission` (`None`: no output).
+    pub fn dispatch_chained(
+        &mut self,
+        seq: u64,
+        record: Record,
+        policies: &[Policy],
+        emission: Option<&Emission>,
+    ) {
         let record_kind = record.kind();
         self.stats.received[record_kind as usize] += 1;
         let refs = Refs::of(&record);
         let h = &mut self.handler;
+        macro_rules! ctx {
+            ($refs:expr) => {
+                self.tables.context(seq, $refs).chained(policies, emission)
+            };
+        }
         let result = match record {
-            Record::ProcessEvent(r) => h.handle_process_event(&self.tables.context(seq, refs), &r),
-            Record::ProcessFlow(r) => h.handle_process_flow(&self.tables.context(seq, refs), &r),
-            Record::FileFlow(r) => h.handle_file_flow(&self.tables.context(seq, refs), &r),
-            Record::FileEvent(r) => h.handle_file_event(&self.tables.context(seq, refs), &r),
-            Record::NetworkFlow(r) => h.handle_network_flow(&self.tables.context(seq, refs), &r),
-            Record::NetworkEvent(r) => h.handle_network_event(&self.tables.context(seq, refs), &r),
-            Record::K8sEvent(r) => h.handle_k8s_event(&self.tables.context(seq, refs), &r),
+            Record::ProcessEvent(r) => h.handle_process_event(&ctx!(refs), &r),
+            Record::ProcessFlow(r) => h.handle_process_flow(&ctx!(refs), &r),
+            Record::FileFlow(r) => h.handle_file_flow(&ctx!(refs), &r),
+            Record::FileEvent(r) => h.handle_file_event(&ctx!(refs), &r),
+            Record::NetworkFlow(r) => h.handle_network_flow(&ctx!(refs), &r),
+            Record::NetworkEvent(r) => h.handle_network_event(&ctx!(refs), &r),
+            Record::K8sEvent(r) => h.handle_k8s_event(&ctx!(refs), &r),
             entity => {
                 let kind = entity.kind();
                 // Entities are stored whatever the handler wants: flows need them.
@@ -303,7 +325,7 @@ impl<H: Handler> Dispatcher<H> {
                 if !self.entities {
                     return;
                 }
-                let ctx = self.tables.context(seq, refs.clone());
+                let ctx = ctx!(refs.clone());
                 let t = ctx.tables();
                 match kind {
                     RecordKind::Header => t.header().map(|x| h.handle_header(&ctx, x)),

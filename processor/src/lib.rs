@@ -2,6 +2,8 @@
 //!
 //! - [`model`]: the SysFlow data model (twelve record types, OID, FOID, enums);
 //! - [`codec`]: the wire codec of records in ring frames;
+//! - [`chain`]: what chained handlers pass on besides records (matched policies);
+//! - [`publish`]: publication of records into rings, with overflow policy and resume;
 //! - [`ring`]: the lock-free shared-memory ring between a producer and a consumer process
 //!   (the only module with `unsafe` code);
 //! - [`tables`]: the entity tables and the context of a record, built as the reference
@@ -12,11 +14,13 @@
 //! - [`logging`]: the log format shared by all processes.
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod codec;
 pub mod handler;
 pub mod journal;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+pub mod publish;
 pub mod ring;
 pub mod tables;

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use crate::chain::{Emission, Policy};
 use crate::model::{Container, File, Foid, Oid, Pod, Process, Record, SfHeader};
 
 /// One generation of entity tables.
@@ -289,6 +290,8 @@ pub struct Context<'a> {
     pod: Option<&'a Pod>,
     file: Option<&'a File>,
     new_file: Option<&'a File>,
+    policies: &'a [Policy],
+    emission: Option<&'a Emission>,
 }
 
 impl<'a> Context<'a> {
@@ -296,6 +299,8 @@ impl<'a> Context<'a> {
         Context {
             seq,
             tables,
+            policies: &[],
+            emission: None,
             process: keys.process.as_ref().and_then(|o| tables.process(o)),
             container: keys
                 .container
@@ -361,6 +366,48 @@ impl<'a> Context<'a> {
     /// All entity tables, for lookups beyond the record's own context.
     pub fn tables(&self) -> &'a EntityTables {
         self.tables
+    }
+
+    /// The policies (rules) upstream handlers matched on this record, in the order they were
+    /// added; empty for a record that comes straight from the reader. See [`crate::chain`].
+    pub fn policies(&self) -> &'a [Policy] {
+        self.policies
+    }
+
+    /// Whether this handler has an output channel (`"out"` in its block, with a consumer):
+    /// whether [`Context::emit`] sends the record anywhere.
+    pub fn has_output(&self) -> bool {
+        self.emission.is_some()
+    }
+
+    /// Emits this flow or event on the handler's output channel, with its sequence number,
+    /// annotated with the policies it came with ([`Context::policies`]) followed by
+    /// `policies` (pass `[]` to forward it as it came). It is written once the handler
+    /// method returns; calling `emit` again for the same record adds policies, it does not
+    /// emit it twice. Without an output, and for entity records (which the SDK forwards by
+    /// itself), it does nothing.
+    ///
+    /// ```
+    /// # use sf_processor::chain::Policy;
+    /// # use sf_processor::tables::Context;
+    /// fn on_match(ctx: &Context<'_>) {
+    ///     ctx.emit([Policy::new("shell-from-web-server", "a shell under a web server", 2)]);
+    /// }
+    /// ```
+    pub fn emit(&self, policies: impl IntoIterator<Item = Policy>) {
+        if let Some(e) = self.emission {
+            e.request(self.policies, policies);
+        }
+    }
+
+    /// This context with the policies the record carries and, for a handler with an output,
+    /// the slot its [`Context::emit`] requests go to (used by the handler SDK).
+    pub fn chained(self, policies: &'a [Policy], emission: Option<&'a Emission>) -> Self {
+        Context {
+            policies,
+            emission,
+            ..self
+        }
     }
 }
 

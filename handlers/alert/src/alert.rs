@@ -161,6 +161,8 @@ pub struct Alert<'a> {
     priority: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     desc: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tags: &'a [String],
     /// The record's sequence number in the stream (a restarted handler may raise an alert
     /// twice: the sequence number tells duplicates apart).
     seq: u64,
@@ -200,6 +202,7 @@ impl<'a> Alert<'a> {
             rule: &rule.name,
             priority: rule.priority.as_deref(),
             desc: rule.desc.as_deref(),
+            tags: &rule.tags,
             seq: ctx.seq(),
             ts: fields.ts,
             endts: fields.end_ts,

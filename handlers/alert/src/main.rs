@@ -12,6 +12,11 @@
 //! An alert names the rule and carries the record's sequence number, time, kind, opFlags and
 //! context (process, parent, container, pod, file, network endpoints). Each line is written
 //! with one `write(2)` as the record is handled. See `README.md` for the rule schema.
+//!
+//! With an output channel (`"out": "evt alertchan"` in its block), it is the first stage of a
+//! chain instead: every record that matches is emitted on the channel, annotated with the
+//! rules it matched as [`Policy`]s (id = rule name, `desc`, `priority`, `tags`), for a
+//! downstream handler such as `json` to export; it writes lines only to a `file` given too.
 
 mod alert;
 mod rules;
@@ -33,8 +38,7 @@ struct Config {
     rules: Vec<Rule>,
 }
 
-/// Where alerts go: a JSON-lines writer today; a pipeline channel (to the `json` exporter)
-/// once handlers can be chained, behind the same `emit`.
+/// Where alert lines go (without an output channel, or with one and a `file`).
 enum Sink {
     Stdout,
     File(std::fs::File),
@@ -55,7 +59,12 @@ impl Sink {
 /// The alert handler.
 struct Alerter {
     rules: Vec<Compiled>,
-    sink: Sink,
+    /// `None`: chained without a `file`, alerts are only emitted.
+    sink: Option<Sink>,
+    /// The block has an output channel: matched records are emitted with their rules.
+    chained: bool,
+    /// The rules as policies, in rule order.
+    policies: Vec<Policy>,
     /// Alerts raised per rule, in rule order.
     raised: Vec<u64>,
 }
@@ -64,21 +73,32 @@ impl Alerter {
     fn new() -> Self {
         Alerter {
             rules: Vec::new(),
-            sink: Sink::Stdout,
+            sink: Some(Sink::Stdout),
+            chained: false,
+            policies: Vec::new(),
             raised: Vec::new(),
         }
     }
 
-    /// Matches the record against every rule and emits one alert per rule that holds.
+    /// Matches the record against every rule: writes one alert line per rule that holds,
+    /// and, chained, emits the record once with every rule that holds.
     fn check(&mut self, ctx: &Context<'_>, facts: Facts, record: alert::Fields) -> HandlerResult {
+        let mut matched = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.matches(&facts, ctx) {
                 self.raised[i] += 1;
-                let alert = Alert::new(&rule.rule, ctx, &facts, &record);
-                self.sink
-                    .emit(&alert)
-                    .map_err(|e| format!("cannot write alert {:?}: {e}", rule.rule.name))?;
+                if self.chained {
+                    matched.push(self.policies[i].clone());
+                }
+                if let Some(sink) = &mut self.sink {
+                    let alert = Alert::new(&rule.rule, ctx, &facts, &record);
+                    sink.emit(&alert)
+                        .map_err(|e| format!("cannot write alert {:?}: {e}", rule.rule.name))?;
+                }
             }
+        }
+        if !matched.is_empty() {
+            ctx.emit(matched);
         }
         Ok(())
     }
@@ -90,14 +110,34 @@ impl Handler for Alerter {
         self.rules = rules::compile(cfg.rules)
             .map_err(|e| format!("handler {:?}: bad configuration: {e}", config.name))?;
         self.raised = vec![0; self.rules.len()];
-        if let Some(path) = cfg.file {
-            let f = std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("{path}: {e}"))?;
-            self.sink = Sink::File(f);
-        }
+        self.policies = self
+            .rules
+            .iter()
+            .map(|c| Policy {
+                id: c.rule.name.clone(),
+                desc: c.rule.desc.clone().unwrap_or_default(),
+                priority: c
+                    .rule
+                    .priority
+                    .as_deref()
+                    .and_then(Policy::priority_from_name)
+                    .unwrap_or(0),
+                tags: c.rule.tags.clone(),
+            })
+            .collect();
+        self.chained = config.get_str("out").is_some();
+        self.sink = match cfg.file {
+            Some(path) => {
+                let f = std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                Some(Sink::File(f))
+            }
+            None if self.chained => None,
+            None => Some(Sink::Stdout),
+        };
         Ok(())
     }
 

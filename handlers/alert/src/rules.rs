@@ -145,9 +145,14 @@ pub struct Rule {
     /// A description, copied into the alerts.
     #[serde(default)]
     pub desc: Option<String>,
-    /// A priority (free text such as `low`, `medium`, `high`), copied into the alerts.
+    /// A priority (free text such as `low`, `medium`, `high`), copied into the alerts; in
+    /// emitted records, `low`, `medium`, `high` or a number are the policy's priority (0, 1,
+    /// 2, the number), anything else 0.
     #[serde(default)]
     pub priority: Option<String>,
+    /// Tags (e.g. MITRE ATT&CK technique IDs), copied into the alerts and emitted records.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Record kinds; empty: every flow and event.
     #[serde(default)]
     pub kinds: Vec<Kind>,

@@ -3,11 +3,11 @@
 //! `core/exporter/encoders/json.go`, field names from `core/policyengine/source/flatrecord`);
 //! the differences are listed in the crate documentation.
 
-use handler_sdk::Context;
 use handler_sdk::model::{
     Container, File, FileEvent, FileFlow, K8sEvent, NetworkEvent, NetworkFlow, Pod, Process,
     ProcessEvent, ProcessFlow, RecordKind, SfHeader, ipv4_dotted, op_flags, open_flag_names,
 };
+use handler_sdk::{Context, Policy};
 use serde::Serialize;
 
 /// The `version` of every object: the reference export's JSON schema version.
@@ -69,6 +69,59 @@ pub struct Line<'a> {
     /// The record's process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proc: Option<ProcSection<'a>>,
+}
+
+/// A line with the record's sequence number (`seq` setting) and the policies (rules)
+/// upstream handlers matched on it, as the reference exporter writes them after the record's
+/// sections: `"policies": [{"id", "desc", "priority"}, ...]`, then `"tags"`, the tags of
+/// every policy in order. Keys without a value are left out.
+#[derive(Debug, Serialize)]
+pub struct Annotated<'a, L> {
+    /// The record's own line.
+    #[serde(flatten)]
+    pub line: &'a L,
+    /// The record's sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// One entry per policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyEntry<'a>>,
+    /// The policies' tags (left out when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<&'a str>,
+}
+
+/// One entry of `policies`.
+#[derive(Debug, Serialize)]
+pub struct PolicyEntry<'a> {
+    /// The rule's name.
+    pub id: &'a str,
+    /// Its description.
+    pub desc: &'a str,
+    /// Its priority (0 low, 1 medium, 2 high).
+    pub priority: i64,
+}
+
+impl<'a, L: Serialize> Annotated<'a, L> {
+    /// `line` with `seq` and `policies`.
+    pub fn new(line: &'a L, seq: Option<u64>, policies: &'a [Policy]) -> Self {
+        Annotated {
+            line,
+            seq,
+            policies: policies
+                .iter()
+                .map(|p| PolicyEntry {
+                    id: &p.id,
+                    desc: &p.desc,
+                    priority: p.priority,
+                })
+                .collect(),
+            tags: policies
+                .iter()
+                .flat_map(|p| p.tags.iter().map(String::as_str))
+                .collect(),
+        }
+    }
 }
 
 /// `container`: the container entity.
@@ -1079,6 +1132,25 @@ mod tests {
         assert_eq!(v["file"]["name"], "log");
         assert_eq!(v["file"]["directory"], "/var/log");
         assert!(v.get("opflags").is_none() && v.get("proc").is_none(), "{v}");
+    }
+
+    #[test]
+    fn policies_and_their_tags_follow_the_record_as_in_the_reference() {
+        #[derive(Serialize)]
+        struct L {
+            version: u32,
+        }
+        let mut high = Policy::new("shell", "a shell", 2);
+        high.tags = vec!["mitre:T1059".into(), "shell".into()];
+        let policies = [high, Policy::new("other", "", 0)];
+        let text =
+            serde_json::to_string(&Annotated::new(&L { version: 5 }, Some(52), &policies)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"version":5,"seq":52,"policies":[{"id":"shell","desc":"a shell","priority":2},{"id":"other","desc":"","priority":0}],"tags":["mitre:T1059","shell"]}"#
+        );
+        let plain = serde_json::to_string(&Annotated::new(&L { version: 5 }, None, &[])).unwrap();
+        assert_eq!(plain, r#"{"version":5}"#);
     }
 
     #[test]

@@ -18,6 +18,26 @@
 //!   end; `0` writes every line as it is made. A handler killed by a signal loses what its
 //!   buffer held (its restart resumes after those records): use `0` when that matters more
 //!   than speed.
+//! - `seq` (default `false`): add `"seq"`, the record's sequence number in the stream (an
+//!   extension: the reference has none), so that a consumer can tell records apart and drop
+//!   the few a restarted handler writes twice.
+//!
+//! # Chained: policies
+//!
+//! Downstream of a handler that annotates records, such as `alert` with an `"out"` channel
+//! (`resources/pipelines/pipeline.alert.json`), a record that carries policies (the rules
+//! it matched) gets the reference exporter's keys after its sections: `"policies"`, one
+//! `{"id", "desc", "priority"}` object per rule, then `"tags"`, the rules' tags, when there
+//! are any:
+//!
+//! ```json
+//! {"processor": "sysflowreader", "handler": "alert", "in": "sysflow sysflowchan", "out": "evt alertchan", "rules": [...]},
+//! {"processor": "exporter", "handler": "json", "in": "evt alertchan", "seq": true}
+//! ```
+//!
+//! ```text
+//! {"version":5,"endts":0,"opflags":["EXEC"],"ret":0,"ts":1669702299671000026,"type":"PE","container":{...},"meta":{...},"node":{...},"pproc":{...},"proc":{...,"exe":"/bin/bash",...},"seq":52,"policies":[{"id":"shell-from-web-server","desc":"a shell started under a web server","priority":2}]}
+//! ```
 //!
 //! # Layout
 //!
@@ -126,6 +146,7 @@ struct Settings {
     file: Option<String>,
     entities: bool,
     buffer: usize,
+    seq: bool,
 }
 
 /// A boolean attribute: a JSON boolean, or the strings `true`/`false` (as an environment
@@ -170,6 +191,7 @@ impl Settings {
             file,
             entities: bool_attr(a.get("entities"), "entities")?.unwrap_or(false),
             buffer: size_attr(a.get("buffer"), "buffer")?.unwrap_or(DEFAULT_BUFFER),
+            seq: bool_attr(a.get("seq"), "seq")?.unwrap_or(false),
         })
     }
 }
@@ -178,6 +200,7 @@ impl Settings {
 /// buffered output.
 struct Json {
     entities: bool,
+    seq: bool,
     out: Option<BufWriter<Output>>,
     /// Where the output goes, for messages.
     target: String,
@@ -190,6 +213,7 @@ impl Default for Json {
     fn default() -> Self {
         Json {
             entities: false,
+            seq: false,
             out: None,
             target: "standard output".into(),
             line: Vec::with_capacity(4096),
@@ -201,10 +225,20 @@ impl Default for Json {
 
 impl Json {
     /// Writes `line` (one JSON object and a newline, in one `write_all`, so the buffer only
-    /// ever holds whole lines), then flushes if the buffer has waited for a second.
-    fn emit(&mut self, line: &impl Serialize) -> HandlerResult {
+    /// ever holds whole lines), then flushes if the buffer has waited for a second. A record
+    /// that upstream handlers annotated gets the reference's `policies` and `tags` keys; with
+    /// `seq`, every record gets its sequence number.
+    fn emit(&mut self, ctx: &Context<'_>, line: &impl Serialize) -> HandlerResult {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, line)?;
+        if ctx.policies().is_empty() && !self.seq {
+            serde_json::to_writer(&mut self.line, line)?;
+        } else {
+            let seq = self.seq.then(|| ctx.seq());
+            serde_json::to_writer(
+                &mut self.line,
+                &encode::Annotated::new(line, seq, ctx.policies()),
+            )?;
+        }
         self.line.push(b'\n');
         let out = self.out.as_mut().ok_or("json: not initialised")?;
         out.write_all(&self.line)
@@ -236,6 +270,7 @@ impl Handler for Json {
         };
         self.out = Some(BufWriter::with_capacity(settings.buffer, output));
         self.entities = settings.entities;
+        self.seq = settings.seq;
         Ok(())
     }
 
@@ -243,40 +278,40 @@ impl Handler for Json {
         self.entities
     }
     fn handle_header(&mut self, ctx: &Context<'_>, h: &SfHeader) -> HandlerResult {
-        self.emit(&encode::header(ctx, h))
+        self.emit(ctx, &encode::header(ctx, h))
     }
     fn handle_container(&mut self, ctx: &Context<'_>, c: &Container) -> HandlerResult {
-        self.emit(&encode::container(ctx, c))
+        self.emit(ctx, &encode::container(ctx, c))
     }
     fn handle_pod(&mut self, ctx: &Context<'_>, p: &Pod) -> HandlerResult {
-        self.emit(&encode::pod(ctx, p))
+        self.emit(ctx, &encode::pod(ctx, p))
     }
     fn handle_process(&mut self, ctx: &Context<'_>, p: &Process) -> HandlerResult {
-        self.emit(&encode::process(ctx, p))
+        self.emit(ctx, &encode::process(ctx, p))
     }
     fn handle_file(&mut self, ctx: &Context<'_>, f: &File) -> HandlerResult {
-        self.emit(&encode::file(ctx, f))
+        self.emit(ctx, &encode::file(ctx, f))
     }
     fn handle_process_event(&mut self, ctx: &Context<'_>, e: &ProcessEvent) -> HandlerResult {
-        self.emit(&encode::process_event(ctx, e))
+        self.emit(ctx, &encode::process_event(ctx, e))
     }
     fn handle_process_flow(&mut self, ctx: &Context<'_>, f: &ProcessFlow) -> HandlerResult {
-        self.emit(&encode::process_flow(ctx, f))
+        self.emit(ctx, &encode::process_flow(ctx, f))
     }
     fn handle_file_flow(&mut self, ctx: &Context<'_>, f: &FileFlow) -> HandlerResult {
-        self.emit(&encode::file_flow(ctx, f))
+        self.emit(ctx, &encode::file_flow(ctx, f))
     }
     fn handle_file_event(&mut self, ctx: &Context<'_>, e: &FileEvent) -> HandlerResult {
-        self.emit(&encode::file_event(ctx, e))
+        self.emit(ctx, &encode::file_event(ctx, e))
     }
     fn handle_network_flow(&mut self, ctx: &Context<'_>, f: &NetworkFlow) -> HandlerResult {
-        self.emit(&encode::network_flow(ctx, f))
+        self.emit(ctx, &encode::network_flow(ctx, f))
     }
     fn handle_network_event(&mut self, ctx: &Context<'_>, e: &NetworkEvent) -> HandlerResult {
-        self.emit(&encode::network_event(ctx, e))
+        self.emit(ctx, &encode::network_event(ctx, e))
     }
     fn handle_k8s_event(&mut self, ctx: &Context<'_>, e: &K8sEvent) -> HandlerResult {
-        self.emit(&encode::k8s_event(ctx, e))
+        self.emit(ctx, &encode::k8s_event(ctx, e))
     }
 
     fn cleanup(&mut self) {
@@ -314,7 +349,8 @@ mod tests {
             Ok(Settings {
                 file: None,
                 entities: false,
-                buffer: DEFAULT_BUFFER
+                buffer: DEFAULT_BUFFER,
+                seq: false
             })
         );
         assert_eq!(
@@ -324,7 +360,8 @@ mod tests {
             Ok(Settings {
                 file: Some("/tmp/x.jsonl".into()),
                 entities: true,
-                buffer: 0
+                buffer: 0,
+                seq: false
             })
         );
         assert_eq!(

@@ -16,6 +16,11 @@
 //! - `crash_on_seq`: abort (SIGABRT) when handling that record, every time.
 //! - `hang_on_seq`: sleep forever when handling that record, every time.
 //! - `sleep_us`: sleep that long on every record (a slow handler).
+//! - with `"out"` (chained): every flow and event it handles is emitted on its output
+//!   channel, annotated with a policy whose `id` is `tag` (default `probe`).
+//!
+//! A record that comes with policies (from an upstream handler) gets one more column: their
+//! ids, comma-separated.
 
 use std::io::Write;
 use std::time::Duration;
@@ -33,6 +38,8 @@ struct Config {
     hang_on_seq: u64,
     #[serde(default)]
     sleep_us: u64,
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 #[derive(Default)]
@@ -42,6 +49,8 @@ struct Probe {
     crash_on_seq: u64,
     hang_on_seq: u64,
     sleep: Duration,
+    /// The policy emitted records are annotated with (chained only).
+    policy: Option<Policy>,
 }
 
 fn or_dash(s: Option<&str>) -> &str {
@@ -65,8 +74,14 @@ impl Probe {
         if !self.sleep.is_zero() {
             std::thread::sleep(self.sleep);
         }
+        let policies = if ctx.policies().is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<&str> = ctx.policies().iter().map(|p| p.id.as_str()).collect();
+            format!("\t{}", ids.join(","))
+        };
         let line = format!(
-            "{seq}\t{kind}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{seq}\t{kind}\t{}\t{}\t{}\t{}\t{}\t{}\t{}{policies}\n",
             or_dash(ctx.process().map(|p| p.exe.as_str())),
             ctx.process().map_or(-1, |p| p.oid.hpid),
             or_dash(ctx.parent().map(|p| p.exe.as_str())),
@@ -77,6 +92,11 @@ impl Probe {
         );
         let out = self.out.as_mut().ok_or("probe: not initialised")?;
         out.write_all(line.as_bytes())?;
+        if let Some(p) = &self.policy
+            && !kind.is_entity()
+        {
+            ctx.emit([p.clone()]);
+        }
         Ok(())
     }
 }
@@ -104,6 +124,10 @@ impl Handler for Probe {
         self.crash_on_seq = cfg.crash_on_seq;
         self.hang_on_seq = cfg.hang_on_seq;
         self.sleep = Duration::from_micros(cfg.sleep_us);
+        if config.get_str("out").is_some() {
+            let id = cfg.tag.unwrap_or_else(|| "probe".into());
+            self.policy = Some(Policy::new(id, "seen by the probe", 0));
+        }
         Ok(())
     }
 
