@@ -147,7 +147,9 @@ pub struct Rule {
     pub desc: Option<String>,
     /// A priority (free text such as `low`, `medium`, `high`), copied into the alerts; in
     /// emitted records, `low`, `medium`, `high` or a number are the policy's priority (0, 1,
-    /// 2, the number), anything else 0.
+    /// 2, the number, as the reference policy engine's `Priority` enumeration: `Low`,
+    /// `Medium`, `High` = 0, 1, 2 in sf-processor's core/policyengine/engine/types.go),
+    /// anything else 0.
     #[serde(default)]
     pub priority: Option<String>,
     /// Tags (e.g. MITRE ATT&CK technique IDs), copied into the alerts and emitted records.
