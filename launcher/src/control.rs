@@ -9,7 +9,7 @@
 //! `{"cmd":"restart","name":"printer"}`, `{"cmd":"stop"}`. Replies: `{"ok":true,...}` or
 //! `{"ok":false,"error":"..."}`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::mpsc;
@@ -35,6 +35,12 @@ impl Request {
     }
 }
 
+/// The longest request line the launcher reads (requests are a few dozen bytes).
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// How long `ctl` waits for the launcher's reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn socket_name(uid: u32, pid: u32) -> String {
     format!("sf-launch.{uid}.{pid}")
 }
@@ -58,8 +64,18 @@ pub fn serve(to_supervisor: mpsc::Sender<Request>) -> anyhow::Result<()> {
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = handle(conn, &to_supervisor) {
-                    log::debug!("control connection: {e:#}");
+                // One thread per connection: a client that sends slowly (or not at all)
+                // delays nobody else.
+                let to_supervisor = to_supervisor.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = handle(conn, &to_supervisor) {
+                            log::debug!("control connection: {e:#}");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("control connection dropped: {e}");
                 }
             }
         })?;
@@ -79,7 +95,8 @@ fn handle(conn: UnixStream, to_supervisor: &mpsc::Sender<Request>) -> anyhow::Re
     }
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
-    BufReader::new(conn).read_line(&mut line)?;
+    // A request is one short JSON line; read no more than that, whatever the client sends.
+    BufReader::new(conn.take(MAX_REQUEST)).read_line(&mut line)?;
     let body: Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| json!({"cmd": "invalid", "error": e.to_string()}));
     to_supervisor
@@ -143,10 +160,17 @@ pub fn call(pid: Option<u32>, request: &Value) -> anyhow::Result<Value> {
     let mut stream = UnixStream::connect_addr(&addr).with_context(|| {
         format!("no pipeline with control socket @{name} (is sf-launch pid {pid} running?)")
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
     writeln!(stream, "{request}")?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+                "no reply from sf-launch pid {pid} within {REPLY_TIMEOUT:?} (is it stopped or overloaded?)"
+            ),
+            _ => anyhow::anyhow!("reading the reply of sf-launch pid {pid}: {e}"),
+        })?;
     let reply: Value = serde_json::from_str(&line)
         .with_context(|| format!("bad reply from pid {pid}: {line:?}"))?;
     if reply["ok"] != Value::Bool(true) {

@@ -289,6 +289,7 @@ impl Plan {
         dead_letter: PathBuf,
     ) -> anyhow::Result<Plan> {
         check_ring_size(ring_bytes, "--ring-size")?;
+        check_dead_letter(&dead_letter)?;
         let pipeline = pipeline::load(pipeline_path)?;
         let dir = own_dir()?;
         let mut handlers = Vec::new();
@@ -383,6 +384,45 @@ impl Plan {
             dead_letter,
         })
     }
+}
+
+/// The dead-letter file is written only when a record is quarantined, maybe hours into a
+/// run: check now that it can be (its directory exists and is writable; an existing file is
+/// writable), so that the record is not lost then.
+fn check_dead_letter(path: &Path) -> anyhow::Result<()> {
+    use nix::unistd::{AccessFlags, access};
+    let what = |e: nix::errno::Errno| std::io::Error::from(e);
+    if path.exists() {
+        if path.is_dir() {
+            bail!("--dead-letter {}: is a directory", path.display());
+        }
+        return access(path, AccessFlags::W_OK).map_err(|e| {
+            anyhow::anyhow!(
+                "--dead-letter {}: cannot be written: {}",
+                path.display(),
+                what(e)
+            )
+        });
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!(
+            "--dead-letter {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    access(parent, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+        anyhow::anyhow!(
+            "--dead-letter {}: directory {} cannot be written: {}",
+            path.display(),
+            parent.display(),
+            what(e)
+        )
+    })
 }
 
 #[cfg(test)]
