@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -173,5 +173,46 @@ fn follow_mode_reads_each_new_trace_file_once_complete() {
         "001 and 002, not the unsettled 003: {}",
         run.stdout
     );
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_pipeline_does_not_take_over_a_live_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("sysflow.sock");
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    let first = spawn_launch(dir.path(), &[&"--socket", &sock, &pipeline]);
+    let launcher = first.id();
+    wait_for("the reader's socket", Duration::from_secs(30), || {
+        sock.exists()
+    });
+    let inode = std::fs::metadata(&sock).unwrap().ino();
+    // The second one refuses, and leaves the first one's socket where it is.
+    let second = launch(dir.path(), &[&"--socket", &sock, &pipeline]);
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    assert!(
+        second.stderr.contains(&format!(
+            "{}: another process is listening on this socket (another sf-launch --socket?); not replacing it",
+            sock.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(std::fs::metadata(&sock).unwrap().ino(), inode);
+    // The first one still gets what a collector sends.
+    let c = collector(&sock);
+    for m in datums(&root().join("resources/traces/tcp.sf")) {
+        send(c.as_raw_fd(), &m, MsgFlags::empty()).unwrap();
+    }
+    drop(c);
+    wait_for("23 records", Duration::from_secs(30), || {
+        try_status(launcher).is_some_and(|s| s["stats"]["handled"] == 23)
+    });
+    let (code, _, err) = ctl(launcher, &["stop"]);
+    assert_eq!(code, Some(0), "{err}");
+    let run = wait_with_watchdog(first, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
+    assert!(!sock.exists(), "the socket file is removed at the end");
     assert_no_process_left(dir.path(), Duration::from_secs(5));
 }

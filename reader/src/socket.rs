@@ -51,14 +51,17 @@ pub struct SocketSummary {
 pub struct Listener {
     fd: OwnedFd,
     path: PathBuf,
+    /// (device, inode) of the socket file we created: removed on drop only if still ours.
+    file_id: Option<(u64, u64)>,
 }
 
 impl Listener {
     /// Creates the socket file at `path` (replacing a stale socket file, never another kind
-    /// of file) with mode 0600 and listens on it.
+    /// of file nor a socket someone listens on) with mode 0600 and listens on it.
     ///
     /// # Errors
-    /// A message naming the path when the socket cannot be created.
+    /// A message naming the path when the socket cannot be created, or when another process
+    /// (another `sf-launch --socket`, say) is listening on it.
     pub fn bind(path: &Path) -> Result<Listener, String> {
         let what = |e: &dyn std::fmt::Display| format!("{}: cannot listen: {e}", path.display());
         if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -66,6 +69,12 @@ impl Listener {
             if !meta.file_type().is_socket() {
                 return Err(format!(
                     "{}: exists and is not a socket; not replacing it",
+                    path.display()
+                ));
+            }
+            if listening(path) {
+                return Err(format!(
+                    "{}: another process is listening on this socket (another sf-launch --socket?); not replacing it",
                     path.display()
                 ));
             }
@@ -87,6 +96,7 @@ impl Listener {
         Ok(Listener {
             fd,
             path: path.to_owned(),
+            file_id: file_id(path),
         })
     }
 
@@ -98,7 +108,36 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.file_id.is_some() && file_id(&self.path) == self.file_id {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether a process listens on the socket file at `path`: a non-blocking connect succeeds
+/// (or finds the backlog full) on a live socket and is refused on a stale one.
+fn listening(path: &Path) -> bool {
+    let Ok(fd) = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    ) else {
+        return false;
+    };
+    let Ok(addr) = SocketAddrUnix::new(path) else {
+        return false;
+    };
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INPROGRESS,
     }
 }
 
