@@ -60,8 +60,15 @@ pub use runtime::{
 };
 pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
-    ConfigError, DispatchStats, Handler, HandlerConfig, HandlerResult,
+    ConfigError, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, HandlerResult,
 };
+
+/// The process's log (the reference format, on standard output and error) and [`print`](
+/// logging::print) for whole blocks of output (tables, reports) that must keep their order
+/// with the log lines and count in the exit status when they cannot be written.
+pub mod logging {
+    pub use sf_processor::logging::{print, stdout_closed, stdout_errors};
+}
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};
 

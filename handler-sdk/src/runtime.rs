@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use sf_processor::chain::Emission;
 use sf_processor::codec;
-use sf_processor::handler::{DispatchStats, Dispatcher, Handler, HandlerConfig, env};
+use sf_processor::handler::{
+    DispatchStats, Dispatcher, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, env,
+};
 use sf_processor::journal::JournalReader;
 use sf_processor::logging;
 use sf_processor::publish::{Overflow, Publisher, Target};
@@ -69,7 +71,8 @@ impl std::error::Error for RunError {}
 
 /// Runs `handler` as a pipeline handler process and returns the process exit status: 0 after
 /// the whole input was handled (or the launcher asked it to stop with SIGTERM) and
-/// `cleanup()` ran, 2 when the process could not start (not under `sf-launch`, bad
+/// `cleanup()` ran; 4 ([`EXIT_FINISHED_WITH_ERRORS`]) likewise but some handler methods
+/// returned errors or some log lines could not be written to standard output (`>/dev/full`); 2 when the process could not start (not under `sf-launch`, bad
 /// configuration, `init` error, incompatible ring), 3 when the launcher aborted the pipeline.
 /// A handler whose standard output is a closed pipe (`sf-launch … | head`) is ended by
 /// SIGPIPE, as a Unix filter is, at its next failed write; the launcher then stops the
@@ -87,7 +90,27 @@ pub fn run<H: Handler>(handler: H) -> ExitCode {
         log::warn!("{name}: cannot handle SIGTERM: {e}");
     }
     let status = match run_with_shutdown(handler, &shutdown) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(stats) => {
+            // The last lines first: their writes count too.
+            log::logger().flush();
+            // The input was handled, but not all of it well: say so in the exit status, as a
+            // Unix filter does when a write fails (the launcher reports it, no restart).
+            let mut problems = Vec::new();
+            if stats.handler_errors > 0 {
+                problems.push(format!("{} handler errors", stats.handler_errors));
+            }
+            if let Some((n, first)) = logging::stdout_errors() {
+                problems.push(format!(
+                    "{n} failed writes to standard output (first: {first})"
+                ));
+            }
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                log::error!("{name}: finished with {}", problems.join(" and "));
+                ExitCode::from(EXIT_FINISHED_WITH_ERRORS)
+            }
+        }
         Err(e) => {
             log::error!("{name}: {e}");
             match e {

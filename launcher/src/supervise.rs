@@ -17,7 +17,8 @@
 //!   record marked to be skipped and written to the dead-letter file.
 //! - The watchdog kills a handler that makes no progress while records wait for it.
 //! - The reader is restarted the same way; it skips what each ring already holds.
-//! - First SIGINT/SIGTERM (or `ctl stop`): the reader stops, handlers drain and clean up.
+//! - First SIGINT/SIGTERM/SIGHUP (or `ctl stop`): the reader stops, handlers drain and clean
+//!   up; a handler that dies meanwhile (or was waiting to be restarted) is not restarted.
 //!   Second: everything is killed.
 
 use std::collections::VecDeque;
@@ -31,7 +32,7 @@ use anyhow::Context as _;
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::{Value, json};
 use sf_processor::codec::WIRE_VERSION;
-use sf_processor::handler::env;
+use sf_processor::handler::{EXIT_FINISHED_WITH_ERRORS, env};
 use sf_processor::journal;
 use sf_processor::logging::LOG_ENV;
 use sf_processor::ring::{RingMonitor, RingSegment};
@@ -263,9 +264,14 @@ impl Supervisor {
                     }
                 }
             })?;
+        // SIGHUP (terminal closed, ssh dropped) stops as SIGTERM does; SIGUSR1/2 are not for
+        // the launcher (the stats handler takes SIGUSR1) and must not kill the pipeline.
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGUSR1,
+            signal_hook::consts::SIGUSR2,
         ])
         .context("cannot handle SIGINT/SIGTERM")?;
         std::thread::Builder::new()
@@ -460,6 +466,15 @@ impl Supervisor {
         loop {
             match self.events.recv_timeout(POLL) {
                 Ok(Event::Control(req)) => self.answer(req),
+                Ok(Event::Signal(sig))
+                    if sig == signal_hook::consts::SIGUSR1
+                        || sig == signal_hook::consts::SIGUSR2 =>
+                {
+                    log::warn!(
+                        "{} ignored: the launcher takes SIGINT, SIGTERM and SIGHUP; send it to a handler's pid (sf-launch ctl status lists them)",
+                        signal_name(sig)
+                    );
+                }
                 Ok(Event::Signal(sig)) => {
                     let sig = signal_name(sig);
                     if self.stopping {
@@ -563,6 +578,18 @@ impl Supervisor {
                 self.close_rings();
             }
             _ => {}
+        }
+        // A stop must end: a handler waiting to be restarted is not restarted (it could crash
+        // or hang for ever); what it did not handle is reported.
+        for slot in &mut self.slots {
+            if let State::Backoff { .. } = slot.state {
+                log::warn!(
+                    "handler {} was waiting to be restarted: not restarted, the pipeline is stopping",
+                    slot.spec.label
+                );
+                slot.state = State::Failed("not restarted: the pipeline stopped".into());
+                slot.monitor.mark_consumer_gone();
+            }
         }
     }
 
@@ -764,6 +791,11 @@ impl Supervisor {
         } else {
             what
         };
+        if status.code() == Some(i32::from(EXIT_FINISHED_WITH_ERRORS)) {
+            // It handled its input; restarting it would not undo the errors.
+            fail(slot, "finished with errors, see its messages above".into());
+            return Ok(());
+        }
         if status.code() == Some(2) {
             log::error!(
                 "handler {label} (pid {pid}) could not start ({what}); see its message above"
@@ -792,6 +824,11 @@ impl Supervisor {
         } else {
             log::error!("handler {label} (pid {pid}) {what}");
             slot.crash_streak = 0;
+        }
+        if self.stopping {
+            log::warn!("handler {label}: not restarted, the pipeline is stopping");
+            fail(slot, format!("{what} while the pipeline was stopping"));
+            return Ok(());
         }
         let sup = &slot.spec.supervision;
         if sup.restart == RestartPolicy::Never {
@@ -845,6 +882,9 @@ impl Supervisor {
     }
 
     fn request_restart(&mut self, name: &str) -> Result<String, String> {
+        if self.stopping {
+            return Err("the pipeline is stopping: no restarts".into());
+        }
         let Some(i) = self.slots.iter().position(|s| s.spec.label == name) else {
             let names: Vec<&str> = self.slots.iter().map(|s| s.spec.label.as_str()).collect();
             return Err(format!(

@@ -165,3 +165,45 @@ fn a_closed_stdout_stops_the_pipeline_like_a_unix_filter() {
     assert_no_process_left(dir.path(), Duration::from_secs(5));
     assert_eq!(shm_segments(), Vec::<String>::new());
 }
+
+#[test]
+fn output_that_cannot_be_written_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for (pipeline, handler) in [
+        ("resources/pipelines/pipeline.printer.json", "printer"),
+        ("resources/pipelines/pipeline.stats.json", "stats"),
+    ] {
+        // `sf-launch … >/dev/full`: every write fails with ENOSPC.
+        let child = Command::new(sf_launch())
+            .env("SF_TEST_TAG", dir.path())
+            .args([pipeline, "resources/traces/tcp.sf"])
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run = wait_with_watchdog(child, "sf-launch");
+        assert_eq!(run.status.code(), Some(1), "{handler}: {run:?}");
+        assert!(
+            run.stderr.contains(&format!(
+                ": {handler}: finished with 1 failed writes to standard output (first: No space left on device (os error 28))\n"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.ends_with(&format!(
+                "sf-launch: error: handler {handler} failed (finished with errors, see its messages above)\n"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+}

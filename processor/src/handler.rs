@@ -50,6 +50,11 @@ pub mod env {
 /// counted; the pipeline goes on.
 pub type HandlerResult = Result<(), Box<dyn Error + Send + Sync>>;
 
+/// The exit status of a handler process that handled its whole input, but with errors: some
+/// handler methods returned errors, or some writes to standard output failed. The launcher
+/// does not restart it and reports the pipeline as failed (exit 1).
+pub const EXIT_FINISHED_WITH_ERRORS: u8 = 4;
+
 /// A handler's configuration: its block of `pipeline.json` (every key, including `handler`,
 /// `in`, `out`), after `<HANDLER>_<KEY>` environment overrides.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -110,13 +110,38 @@ pub fn check_closed_stdout() {
     }
 }
 
+/// Log writes to standard output that failed (a full disk, `>/dev/full`), and the first error.
+static STDOUT_ERRORS: Mutex<(u64, String)> = Mutex::new((0, String::new()));
+
+/// How many log writes to standard output failed, with the first error's text (`No space
+/// left on device (os error 28)`); `None` when every write succeeded. A process's exit status
+/// should say so: its output is incomplete.
+pub fn stdout_errors() -> Option<(u64, String)> {
+    let e = STDOUT_ERRORS.lock().ok()?;
+    (e.0 > 0).then(|| e.clone())
+}
+
+/// Writes `bytes` (whole lines: a table, a report) to standard output in one write, after the
+/// log lines buffered so far, so that they keep their order; a failure counts in
+/// [`stdout_errors`] as a log line's would.
+pub fn print(bytes: &[u8]) {
+    log::logger().flush();
+    write_stdout(bytes);
+}
+
 fn write_stdout(bytes: &[u8]) {
     // One write per call: whole lines, at most ATOMIC_WRITE bytes unless a single line is
     // longer. Unless asked to die (handlers), a closed stdout loses the line.
-    if let Err(e) = std::io::stdout().lock().write_all(bytes)
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        check_closed_stdout();
+    if let Err(e) = std::io::stdout().lock().write_all(bytes) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            check_closed_stdout();
+        }
+        if let Ok(mut errors) = STDOUT_ERRORS.lock() {
+            errors.0 += 1;
+            if errors.1.is_empty() {
+                errors.1 = e.to_string();
+            }
+        }
     }
 }
 

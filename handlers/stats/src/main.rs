@@ -21,7 +21,6 @@
 //! network flows. See `README.md` for the pipeline block.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -118,8 +117,9 @@ impl Stats {
     }
 
     fn print(&self) {
-        // One write, so the tables stay in one piece next to other processes' output.
-        let _ = std::io::stdout().lock().write_all(self.tables().as_bytes());
+        // One write, so the tables stay in one piece next to other processes' output; a
+        // failed write shows in the exit status.
+        handler_sdk::logging::print(self.tables().as_bytes());
     }
 
     fn tables(&self) -> String {
