@@ -30,7 +30,7 @@ use sf_processor::handler::{HandlerConfig, env};
 use sf_processor::logging::LOG_ENV;
 
 /// The pipeline's own environment variables, which are never overrides.
-const PIPELINE_VARS: [&str; 9] = [
+const PIPELINE_VARS: [&str; 11] = [
     env::RING_FD,
     env::JOURNAL_FD,
     env::NAME,
@@ -39,6 +39,8 @@ const PIPELINE_VARS: [&str; 9] = [
     env::SKIP_SEQ,
     env::SKIP_REASON,
     env::DEAD_LETTER,
+    env::OUT_RINGS,
+    env::BLOCK,
     LOG_ENV,
 ];
 

@@ -140,9 +140,15 @@ fn env_config() -> Result<HandlerConfig, RunError> {
             RunError::Environment(format!("{ENV_CONFIG} is not a JSON object: {e}"))
         })?,
     };
-    let mut config = HandlerConfig { name, attributes };
+    let mut config = HandlerConfig {
+        name,
+        attributes,
+        location: std::env::var(env::BLOCK).unwrap_or_default(),
+        ..HandlerConfig::default()
+    };
     for (key, var) in crate::config::apply_env_overrides(&mut config, std::env::vars()) {
         log::debug!("{}: {key} set by the environment ({var})", config.name);
+        config.overrides.insert(key, var);
     }
     Ok(config)
 }

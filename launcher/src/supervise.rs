@@ -369,6 +369,14 @@ impl Supervisor {
         cmd.env(env::RING_FD, "3")
             .env(env::JOURNAL_FD, "4")
             .env(env::NAME, &spec.block.handler)
+            .env(
+                env::BLOCK,
+                format!(
+                    "{}: {}",
+                    self.plan.pipeline.source.display(),
+                    spec.block.json_path()
+                ),
+            )
             .env(env::CONFIG, config)
             .env(env::LAUNCHER_PID, &self.launcher_pid)
             .env(LOG_ENV, self.plan.log.to_string())

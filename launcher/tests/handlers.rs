@@ -100,7 +100,8 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
     assert_eq!(parse_stats_top(&run.stdout, "file").len(), 3);
     assert_eq!(parse_stats_top(&run.stdout, "network").len(), 3);
 
-    // A bad value stops the handler at init, naming the handler, the key and the value.
+    // A bad value stops the handler at init, naming the handler, the file, the key, the
+    // variable that set it and the value.
     let pipeline = write_blocks(
         dir.path(),
         &[json!({"handler": "stats", "restart": "never", "top": 5})],
@@ -112,9 +113,10 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
     );
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(
-        run.stderr.contains(
-            "stats: init failed: handler \"stats\": bad configuration: top: invalid type: string \"many\", expected usize\n"
-        ),
+        run.stderr.contains(&format!(
+            "stats: init failed: handler \"stats\": bad configuration: {}: pipeline[0].top (set by STATS_TOP): invalid type: string \"many\", expected usize\n",
+            pipeline.display()
+        )),
         "{}",
         run.stderr
     );
@@ -334,9 +336,10 @@ fn alert_with_a_bad_rule_stops_at_init_naming_the_key() {
     let run = launch(dir.path(), &[&pipeline, &"resources/traces/tcp.sf"]);
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(
-        run.stderr.contains(
-            "alert: init failed: handler \"alert\": bad configuration: rules[0].opflags[0]: unknown opFlags name \"WRTE\", expected one of MKDIR, "
-        ),
+        run.stderr.contains(&format!(
+            "alert: init failed: handler \"alert\": bad configuration: {}: pipeline[0].rules[0].opflags[0]: unknown opFlags name \"WRTE\", expected one of MKDIR, ",
+            pipeline.display()
+        )),
         "{}",
         run.stderr
     );

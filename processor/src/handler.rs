@@ -44,6 +44,8 @@ pub mod env {
     /// `NAME=FD[:drop],...` (the consumer's label, the inherited descriptor, its overflow
     /// policy), as the reader's `--ring` arguments.
     pub const OUT_RINGS: &str = "SF_OUT_RINGS";
+    /// Where the handler's block is, for messages: `pipeline.json: pipeline[0]`.
+    pub const BLOCK: &str = "SF_BLOCK";
 }
 
 /// What a handler method returns: an error is logged with the record's sequence number and
@@ -63,6 +65,10 @@ pub struct HandlerConfig {
     pub name: String,
     /// The block's attributes, as JSON values.
     pub attributes: Map<String, Value>,
+    /// Where the block is, for messages (`pipeline.json: pipeline[0]`); empty when unknown.
+    pub location: String,
+    /// Attributes set by `<HANDLER>_<KEY>` environment variables: key -> variable name.
+    pub overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl HandlerConfig {
@@ -109,8 +115,12 @@ impl HandlerConfig {
         let value = lenient::Lenient(Value::Object(self.attributes.clone()));
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
+            // The top-level key the error is under: did the environment set it?
+            let top = path.split(['.', '[']).next().unwrap_or_default();
             ConfigError {
                 handler: self.name.clone(),
+                location: self.location.clone(),
+                env_var: self.overrides.get(top).cloned(),
                 key: (path != ".").then_some(path),
                 message: e.into_inner().to_string(),
             }
@@ -122,6 +132,7 @@ impl HandlerConfig {
         HandlerConfig {
             name: name.into(),
             attributes,
+            ..HandlerConfig::default()
         }
     }
 }
@@ -130,6 +141,8 @@ impl HandlerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     handler: String,
+    location: String,
+    env_var: Option<String>,
     key: Option<String>,
     message: String,
 }
@@ -156,8 +169,20 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "handler {:?}: bad configuration: ", self.handler)?;
+        if !self.location.is_empty() {
+            write!(f, "{}", self.location)?;
+            if self.key.is_some() {
+                f.write_str(".")?;
+            } else {
+                f.write_str(": ")?;
+            }
+        }
         if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
+            write!(f, "{key}")?;
+            if let Some(var) = &self.env_var {
+                write!(f, " (set by {var})")?;
+            }
+            f.write_str(": ")?;
         }
         f.write_str(&self.message)
     }
@@ -513,19 +538,30 @@ mod tests {
             handler: String,
             limit: u32,
         }
-        let cfg = HandlerConfig {
-            name: "stats".into(),
-            attributes: serde_json::json!({"handler": "stats", "limit": "ten"})
+        let mut cfg = HandlerConfig::new(
+            "stats",
+            serde_json::json!({"handler": "stats", "limit": "ten"})
                 .as_object()
                 .unwrap()
                 .clone(),
-        };
+        );
         let err = cfg.parse::<Cfg>().unwrap_err();
         assert_eq!(err.handler(), "stats");
         assert_eq!(err.key(), Some("limit"));
         assert_eq!(
             err.to_string(),
             "handler \"stats\": bad configuration: limit: invalid type: string \"ten\", expected u32"
+        );
+        // Under the launcher: where the block is, and which variable set the key.
+        cfg.location = "p.json: pipeline[1]".into();
+        assert_eq!(
+            cfg.parse::<Cfg>().unwrap_err().to_string(),
+            "handler \"stats\": bad configuration: p.json: pipeline[1].limit: invalid type: string \"ten\", expected u32"
+        );
+        cfg.overrides.insert("limit".into(), "STATS_LIMIT".into());
+        assert_eq!(
+            cfg.parse::<Cfg>().unwrap_err().to_string(),
+            "handler \"stats\": bad configuration: p.json: pipeline[1].limit (set by STATS_LIMIT): invalid type: string \"ten\", expected u32"
         );
     }
 

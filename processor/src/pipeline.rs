@@ -82,10 +82,7 @@ impl HandlerBlock {
 
     /// The handler's configuration as `init` receives it.
     pub fn config(&self) -> HandlerConfig {
-        HandlerConfig {
-            name: self.handler.clone(),
-            attributes: self.attributes.clone(),
-        }
+        HandlerConfig::new(self.handler.clone(), self.attributes.clone())
     }
 }
 

@@ -334,10 +334,7 @@ mod tests {
     use serde_json::json;
 
     fn config(attrs: Value) -> HandlerConfig {
-        HandlerConfig {
-            name: "json".into(),
-            attributes: attrs.as_object().cloned().unwrap_or_default(),
-        }
+        HandlerConfig::new("json", attrs.as_object().cloned().unwrap_or_default())
     }
 
     #[test]
