@@ -72,6 +72,8 @@ fn records_sent_through_the_socket_arrive_like_records_read_from_the_file() {
             // Bad messages are reported and skipped; they take no sequence number.
             send(c.as_raw_fd(), b"\x7fnot a datum", MsgFlags::empty()).unwrap();
             send(c.as_raw_fd(), &vec![0u8; 160 << 10], MsgFlags::empty()).unwrap();
+            // A zero-length message is not the end of the connection.
+            send(c.as_raw_fd(), b"", MsgFlags::empty()).unwrap();
         }
         for m in &messages {
             send(c.as_raw_fd(), m, MsgFlags::empty()).unwrap();
@@ -109,6 +111,12 @@ fn records_sent_through_the_socket_arrive_like_records_read_from_the_file() {
         run.stderr.contains(
             "connection 1, message 2: 163840 bytes, larger than the 131072-byte buffer; skipped"
         ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("connection 1, message 3: empty message; skipped"),
         "{}",
         run.stderr
     );

@@ -159,6 +159,25 @@ fn wait_readable(fd: &impl AsFd, stop: &AtomicBool) -> bool {
     }
 }
 
+/// Zero-byte reads in a row after the peer closed that mean the end of the connection.
+const END_ZEROS: u32 = 64;
+
+/// Whether the peer of connection `fd` has shut down its sending side (`POLLRDHUP` or
+/// `POLLHUP`): after a 0-byte read, tells a zero-length message from the end of the
+/// connection while the peer is still connected.
+fn peer_closed(fd: &impl AsFd) -> bool {
+    use rustix::event::{PollFd as RPollFd, PollFlags as RPollFlags};
+    let mut fds = [RPollFd::new(fd, RPollFlags::RDHUP)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .intersects(RPollFlags::RDHUP | RPollFlags::HUP)
+}
+
 /// Serves collectors on `listener` until `stop` is set, publishing every record.
 ///
 /// # Errors
@@ -191,6 +210,8 @@ pub fn serve(
         let c = summary.connections;
         log::info!("{name}: collector connected (connection {c})");
         let mut message = 0u64;
+        // Zero-byte reads in a row since the peer closed (see below).
+        let mut zeros = 0u32;
         loop {
             // Nothing pending: make what we have visible before blocking.
             match rustix::net::recv(&conn, &mut buf[..], RecvFlags::DONTWAIT | RecvFlags::TRUNC)
@@ -208,6 +229,18 @@ pub fn serve(
                     log::error!("{name}: connection {c}: {e}");
                     break;
                 }
+                // SOCK_SEQPACKET reads a zero-length message and the end of the connection
+                // alike, as 0 bytes. While the peer is connected, it is a message. Once the
+                // peer has closed, the end repeats for ever while queued empty messages do
+                // not: only a run of END_ZEROS zero reads is the end.
+                Ok(0) if zeros == 0 && !peer_closed(&conn) => {
+                    message += 1;
+                    summary.undecodable += 1;
+                    log::error!(
+                        "{name}: connection {c}, message {message}: empty message; skipped"
+                    );
+                }
+                Ok(0) if zeros + 1 < END_ZEROS => zeros += 1,
                 Ok(0) => {
                     log::info!(
                         "{name}: collector disconnected (connection {c}, {message} messages)"
@@ -215,6 +248,13 @@ pub fn serve(
                     break;
                 }
                 Ok(len) => {
+                    for _ in 0..std::mem::take(&mut zeros) {
+                        message += 1;
+                        summary.undecodable += 1;
+                        log::error!(
+                            "{name}: connection {c}, message {message}: empty message; skipped"
+                        );
+                    }
                     message += 1;
                     if len > buf.len() {
                         summary.oversized += 1;
