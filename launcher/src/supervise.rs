@@ -939,7 +939,7 @@ impl Supervisor {
         let mut out = vec![json!({
             "name": "reader",
             "pid": pid(&self.reader.child),
-            "state": self.reader.state.name(),
+            "state": shown_state(&self.reader.state, pid(&self.reader.child)),
             "handled": published,
             "lag": null,
             "restarts": self.reader.restarts.total,
@@ -952,7 +952,7 @@ impl Supervisor {
             out.push(json!({
                 "name": s.spec.label,
                 "pid": pid(&s.child),
-                "state": s.state.name(),
+                "state": shown_state(&s.state, pid(&s.child)),
                 "handled": m.handled_count(),
                 "lag": m.published_seq().saturating_sub(m.handled_seq()),
                 "restarts": s.restarts.total,
@@ -963,6 +963,19 @@ impl Supervisor {
         }
         out
     }
+}
+
+/// The state `ctl status` shows: the supervisor's, except `stopped` for a running process
+/// that is stopped by a signal (SIGSTOP, SIGTSTP) or a debugger (`T`/`t` in /proc/PID/stat).
+fn shown_state(state: &State, pid: Option<u32>) -> &'static str {
+    if let (State::Running, Some(pid)) = (state, pid)
+        && let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        && let Some(after) = stat.rsplit_once(") ")
+        && matches!(after.1.chars().next(), Some('T' | 't'))
+    {
+        return "stopped";
+    }
+    state.name()
 }
 
 impl Drop for Supervisor {

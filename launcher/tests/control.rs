@@ -207,3 +207,26 @@ fn output_that_cannot_be_written_fails_the_run() {
     }
     assert_no_process_left(dir.path(), Duration::from_secs(5));
 }
+
+#[test]
+fn status_shows_a_process_stopped_by_sigstop() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = mkfifo(dir.path());
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    let child = spawn_launch(dir.path(), &[&pipeline, &fifo]);
+    let launcher = child.id();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let stats = status(launcher)["stats"]["pid"].as_u64().unwrap() as i32;
+    kill(Pid::from_raw(stats), Signal::SIGSTOP).unwrap();
+    wait_for("stats shown stopped", Duration::from_secs(30), || {
+        status(launcher)["stats"]["state"] == "stopped"
+    });
+    kill(Pid::from_raw(stats), Signal::SIGCONT).unwrap();
+    wait_for("stats shown running", Duration::from_secs(30), || {
+        status(launcher)["stats"]["state"] == "running"
+    });
+    drop(writer);
+    let run = wait_with_watchdog(child, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+}
