@@ -13,7 +13,7 @@ use sf_processor::journal::JournalWriter;
 use sf_processor::model::{Record, RecordKind};
 use sf_processor::ring::{Producer, PushError};
 
-use crate::avro::{self, Skipped};
+use crate::avro::{self, Decoder, Skipped};
 
 /// The trace files of `path`: itself if it is a file, else the regular files directly in it,
 /// sorted by name, hidden files (names starting with `.`) left out. An empty directory is
@@ -172,6 +172,37 @@ impl Target {
     }
 }
 
+/// Where a driver ([`read_into`], [`crate::socket::serve`]) delivers the records it decodes,
+/// in input order: the rings of a pipeline ([`Publisher`]) or handlers called in the reader's
+/// own process ([`crate::in_process::Dispatchers`]).
+pub trait Sink {
+    /// Delivers the next record (it gets the next sequence number).
+    ///
+    /// # Errors
+    /// [`NoConsumers`] when nobody is left to deliver to: the driver stops.
+    fn deliver(&mut self, record: Record) -> Result<(), NoConsumers>;
+
+    /// Sequence number of the last record delivered.
+    fn delivered(&self) -> u64;
+
+    /// Makes everything delivered so far visible (the end of a file, a quiet socket).
+    fn flush(&mut self) {}
+}
+
+impl Sink for Publisher {
+    fn deliver(&mut self, record: Record) -> Result<(), NoConsumers> {
+        self.publish(&record)
+    }
+
+    fn delivered(&self) -> u64 {
+        self.seq
+    }
+
+    fn flush(&mut self) {
+        Publisher::flush(self);
+    }
+}
+
 /// Publishes records to every handler ring, with sequence numbers, and entity records to
 /// the entity journal first.
 #[derive(Debug)]
@@ -319,6 +350,20 @@ pub fn read_into(
     summary: &mut ReadSummary,
     stop: &AtomicBool,
 ) -> Result<(), NoConsumers> {
+    read_with(files, Decoder::default(), publisher, summary, stop)
+}
+
+/// [`read_into`] with the datum decoder `decoder` and any [`Sink`].
+///
+/// # Errors
+/// [`NoConsumers`] when there is nobody left to deliver to.
+pub fn read_with(
+    files: &[PathBuf],
+    decoder: Decoder,
+    sink: &mut impl Sink,
+    summary: &mut ReadSummary,
+    stop: &AtomicBool,
+) -> Result<(), NoConsumers> {
     for file in files {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -327,7 +372,7 @@ pub fn read_into(
             || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut reader = match avro::open(file) {
+        let mut reader = match avro::open_with(file, decoder) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}; file skipped");
@@ -338,13 +383,13 @@ pub fn read_into(
         let mut errors = 0u64;
         for item in reader.by_ref() {
             if stop.load(Ordering::Relaxed) {
-                log::info!("stopping: {} records published", publisher.seq());
+                log::info!("stopping: {} records published", sink.delivered());
                 break;
             }
             match item {
                 Ok(record) => {
                     summary.published[record.kind() as usize] += 1;
-                    publisher.publish(&record)?;
+                    sink.deliver(record)?;
                 }
                 Err(e) => {
                     errors += 1;
@@ -354,7 +399,7 @@ pub fn read_into(
                 }
             }
         }
-        publisher.flush();
+        sink.flush();
         if errors > MAX_ERRORS_LOGGED_PER_FILE {
             log::error!(
                 "{}: {} more errors not shown",
