@@ -69,6 +69,10 @@ impl std::error::Error for RunError {}
 ///
 /// Call it from `main`; see the crate example.
 pub fn run<H: Handler>(handler: H) -> ExitCode {
+    #[cfg(feature = "in-process")]
+    if let Some(args) = crate::in_process::InProcessArgs::from_env() {
+        return crate::in_process::run_one(args, handler);
+    }
     logging::init(None);
     let name = std::env::var(ENV_NAME).unwrap_or_else(|_| "handler".into());
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -99,7 +103,7 @@ fn env_fd(var: &str) -> Result<Option<RawFd>, RunError> {
     })
 }
 
-fn env_config() -> Result<HandlerConfig, RunError> {
+pub(crate) fn env_config() -> Result<HandlerConfig, RunError> {
     let name = std::env::var(ENV_NAME).unwrap_or_default();
     let attributes = match std::env::var(ENV_CONFIG) {
         Err(_) => serde_json::Map::new(),
