@@ -11,9 +11,19 @@
 # hand-off latency p50/p99/p99.9/max with a busy and a sleeping consumer, and, when strace is
 # installed, the futex and sched_yield calls per million 128-byte frames with both sides busy.
 #
-#   bench/run.sh                          # both, about 5 minutes on 2 cores
-#   BENCH=ring bench/run.sh               # only the ring (BENCH=decode: only the decoders)
-#   RECORDS=1000000 CODEC=null RUNS=3 RING_FRAMES=5000000 RING_RUNS=3 bench/run.sh
+# Pipeline: sf-launch (release) with 1, 2 and 4 no-op handler processes
+# (handler-sdk/examples/noop.rs) on the same generated trace, against the same no-op handlers
+# called in one process (`noop --in-process --copies N`): records/s (median of PIPE_RUNS
+# interleaved runs, wall clock from start to exit of sf-launch or of the in-process run), their
+# ratio; peak RSS of the reader and of one handler process (VmHWM from /proc/PID/status,
+# sampled every 0.1 s, the last sample before the process exits) and of the in-process run
+# (getrusage of the child, /usr/bin/time); the entity journal's size; then the CPU of an idle
+# pipeline (`sf-launch --socket`, no collector) over IDLE_S seconds, utime+stime of the
+# launcher and all its children from /proc/PID/stat.
+#
+#   bench/run.sh                          # all three, about 15 minutes on 2 cores
+#   BENCH=ring bench/run.sh               # only the ring (BENCH=decode, pipeline, idle: only those)
+#   RECORDS=1000000 CODEC=null RUNS=3 RING_FRAMES=5000000 RING_RUNS=3 PIPE_RUNS=3 bench/run.sh
 #
 # Timing is wall-clock: on a shared machine, run it when it is quiet and quote the medians.
 set -euo pipefail
@@ -26,12 +36,14 @@ RUNS=${RUNS:-5}
 SEED=${SEED:-1}
 RING_FRAMES=${RING_FRAMES:-10000000}
 RING_RUNS=${RING_RUNS:-5}
+PIPE_RUNS=${PIPE_RUNS:-3}
+IDLE_S=${IDLE_S:-10}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 case $BENCH in
-all | decode | ring) ;;
+all | decode | ring | pipeline | idle) ;;
 *)
-    echo "BENCH must be all, decode or ring" >&2
+    echo "BENCH must be all, decode, ring, pipeline or idle" >&2
     exit 2
     ;;
 esac
@@ -41,20 +53,33 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; $(rustc --version)"
 
-if [[ $BENCH != ring ]]; then
+generate() {
+    if [[ ! -e $tmp/trace.sf ]]; then
+        timeout 1800 cargo build --release --quiet -p sf-reader --bin sf-gen
+        echo "== generating $RECORDS records ($CODEC, seed $SEED)" >&2
+        timeout 900 "$TARGET_DIR/release/sf-gen" --records "$RECORDS" --codec "$CODEC" \
+            --seed "$SEED" --counts "$tmp/trace.counts.json" "$tmp/trace.sf" >&2
+    fi
+}
+
+if [[ $BENCH == all || $BENCH == decode ]]; then
     echo "== building the decoders (release)" >&2
     timeout 1800 cargo build --release --quiet -p sf-reader --bin sf-gen --example decode-bench
-
-    echo "== generating $RECORDS records ($CODEC, seed $SEED)" >&2
-    timeout 900 "$TARGET_DIR/release/sf-gen" --records "$RECORDS" --codec "$CODEC" --seed "$SEED" \
-        --counts "$tmp/trace.counts.json" "$tmp/trace.sf"
+    generate
 
     echo "== decoding, $RUNS runs per decoder" >&2
     timeout 3600 "$TARGET_DIR/release/examples/decode-bench" --runs "$RUNS" "$tmp/trace.sf"
-    rm -f "$tmp/trace.sf"
 fi
 
-if [[ $BENCH != decode ]]; then
+if [[ $BENCH == all || $BENCH == pipeline ]]; then
+    . "$(dirname "$0")/pipeline.sh"
+fi
+
+if [[ $BENCH == all || $BENCH == pipeline || $BENCH == idle ]]; then
+    . "$(dirname "$0")/idle.sh"
+fi
+
+if [[ $BENCH == all || $BENCH == ring ]]; then
     echo "== building the ring bench (release)" >&2
     timeout 1800 cargo build --release --quiet -p sf-processor --example ring-bench
     ring_bench=$TARGET_DIR/release/examples/ring-bench

@@ -52,6 +52,8 @@
 #![deny(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "in-process")]
+pub mod in_process;
 mod runtime;
 
 pub use runtime::{

@@ -80,6 +80,10 @@ impl std::error::Error for RunError {}
 ///
 /// Call it from `main`; see the crate example.
 pub fn run<H: Handler>(handler: H) -> ExitCode {
+    #[cfg(feature = "in-process")]
+    if let Some(args) = crate::in_process::InProcessArgs::from_env() {
+        return crate::in_process::run_one(args, handler);
+    }
     logging::init(None);
     // `sf-launch … | head`: a handler whose stdout is closed ends as by SIGPIPE.
     logging::exit_on_closed_stdout();
@@ -132,7 +136,7 @@ fn env_fd(var: &str) -> Result<Option<RawFd>, RunError> {
     })
 }
 
-fn env_config() -> Result<HandlerConfig, RunError> {
+pub(crate) fn env_config() -> Result<HandlerConfig, RunError> {
     let name = std::env::var(ENV_NAME).unwrap_or_default();
     let attributes = match std::env::var(ENV_CONFIG) {
         Err(_) => serde_json::Map::new(),

@@ -71,6 +71,7 @@ use sf_processor::model::{
 };
 
 use crate::container::{BlockError, Container as AvroContainer, Header, HeaderError};
+use crate::fast::{self, DatumProblem, SysFlowDecoder};
 // ---------------------------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +214,60 @@ pub fn open(path: &Path) -> Result<TraceReader<BufReader<FsFile>>, DecodeError> 
     TraceReader::new(BufReader::new(file), name)
 }
 
+/// Which datum decoder a [`TraceReader`] uses on the blocks [`crate::container`] frames. Both
+/// give the same records and the same errors on well-formed blocks (the tests check it on
+/// every shared trace); they differ only in the reason given for damaged data inside a block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Decoder {
+    /// [`crate::fast::SysFlowDecoder`], built once per file from its writer schema: the
+    /// reader process's decoder.
+    #[default]
+    Fast,
+    /// `apache-avro`'s generic reader and the mapping tables of this module: the reference
+    /// the fast decoder is checked against.
+    Avro,
+}
+
+impl Decoder {
+    /// `"fast"` or `"avro"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decoder::Fast => "fast",
+            Decoder::Avro => "avro",
+        }
+    }
+}
+
+impl std::str::FromStr for Decoder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fast" => Ok(Decoder::Fast),
+            "avro" => Ok(Decoder::Avro),
+            other => Err(format!("unknown decoder {other:?} (fast or avro)")),
+        }
+    }
+}
+
+/// [`open`] with the datum decoder `decoder`: same framing, header checks and errors.
+///
+/// # Errors
+/// As [`open`]; with [`Decoder::Fast`], also a writer schema the fast decoder cannot plan
+/// ([`DecodeError::NotSysFlow`]).
+pub fn open_with(
+    path: &Path,
+    decoder: Decoder,
+) -> Result<TraceReader<BufReader<FsFile>>, DecodeError> {
+    let name = path.display().to_string();
+    let file = FsFile::open(path).map_err(|source| DecodeError::Open {
+        file: name.clone(),
+        source,
+    })?;
+    // container.rs reads 64 KiB at a time: a smaller buffer is bypassed (no extra copy).
+    TraceReader::with_decoder(BufReader::new(file), name, decoder)
+}
+
 /// What a [`TraceReader`] has skipped so far: damaged blocks and records it could not deliver.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
@@ -260,7 +315,7 @@ struct CurrentBlock {
 pub struct TraceReader<R: Read> {
     file: TraceFile,
     container: AvroContainer<R>,
-    datums: GenericSingleObjectReader,
+    datums: Datums,
     block: CurrentBlock,
     /// Index of the next datum in the input (the datums of skipped blocks counted, when their
     /// count is known).
@@ -284,6 +339,12 @@ impl<R: Read> fmt::Debug for TraceReader<R> {
     }
 }
 
+/// The datum decoder of a [`TraceReader`].
+enum Datums {
+    Avro(Box<GenericSingleObjectReader>),
+    Fast(SysFlowDecoder),
+}
+
 /// The datum reader's "single object" header: none (container datums carry no header).
 struct NoHeader;
 
@@ -301,6 +362,16 @@ impl<R: Read> TraceReader<R> {
     /// The input is empty, not an Avro object container, has a truncated or malformed header
     /// or an unsupported codec, or its writer schema is not `sysflow.SysFlow`.
     pub fn new(source: R, name: String) -> Result<Self, DecodeError> {
+        Self::with_decoder(source, name, Decoder::Avro)
+    }
+
+    /// [`TraceReader::new`] with the datum decoder `decoder`. The header is checked the same
+    /// way whatever the decoder (so a file is refused with the same message by both).
+    ///
+    /// # Errors
+    /// As [`TraceReader::new`]; with [`Decoder::Fast`], also a writer schema the fast decoder
+    /// cannot plan ([`DecodeError::NotSysFlow`]).
+    pub fn with_decoder(source: R, name: String, decoder: Decoder) -> Result<Self, DecodeError> {
         limit_allocations();
         let container = AvroContainer::open(source).map_err(|e| header_error(&name, e))?;
         let header = container.header();
@@ -323,6 +394,19 @@ impl<R: Read> TraceReader<R> {
         let datums =
             GenericSingleObjectReader::new_with_header_builder(writer_schema.clone(), NoHeader)
                 .map_err(|e| not_sysflow(format!("the writer schema cannot be resolved: {e}")))?;
+        let datums = match decoder {
+            Decoder::Avro => Datums::Avro(Box::new(datums)),
+            Decoder::Fast => {
+                let json = header
+                    .get("avro.schema")
+                    .and_then(|entry| std::str::from_utf8(&entry.value).ok())
+                    .unwrap_or_default();
+                let fast = SysFlowDecoder::from_schema_json(json).map_err(|e| {
+                    not_sysflow(format!("the fast decoder cannot plan the schema: {e}"))
+                })?;
+                Datums::Fast(fast)
+            }
+        };
         let file = TraceFile {
             codec: header.codec.name().to_owned(),
             header_len: header.len,
@@ -407,8 +491,15 @@ impl<R: Read> TraceReader<R> {
             };
             return Some(Err(self.abandon_block(problem)));
         }
+        let datums = match &self.datums {
+            Datums::Avro(datums) => datums,
+            Datums::Fast(fast) => {
+                let mut pos = block.cursor;
+                let decoded = fast.decode_datum(&block.data, &mut pos);
+                return Some(self.fast_outcome(decoded, pos));
+            }
+        };
         let mut slice = rest;
-        let datums = &self.datums;
         let decoded = catch_unwind(AssertUnwindSafe(|| datums.read_value(&mut slice)));
         let consumed = rest.len() - slice.len();
         let offset = block.cursor as u64;
@@ -458,6 +549,73 @@ impl<R: Read> TraceReader<R> {
             }
         }
     }
+}
+
+impl<R: Read> TraceReader<R> {
+    /// What the fast decoder gave for the datum at the block's cursor, which ends at `pos`.
+    fn fast_outcome(
+        &mut self,
+        decoded: Result<Record, fast::DatumError>,
+        pos: usize,
+    ) -> Result<Record, DecodeError> {
+        let error = match decoded {
+            Ok(record) => {
+                self.block.cursor = pos;
+                self.block.left -= 1;
+                self.next_record += 1;
+                return Ok(record);
+            }
+            Err(e) if e.ends_block() => {
+                let problem = DataProblem::Undecodable {
+                    offset: e.datum_offset as u64,
+                    reason: fast_reason(&e).into(),
+                    left: self.block.left,
+                };
+                return Err(self.abandon_block(problem));
+            }
+            Err(e) => e,
+        };
+        // A datum that does not map onto the model: skipped, the next one follows.
+        self.block.cursor = pos;
+        self.block.left -= 1;
+        let at = self.position_of(self.next_record);
+        self.next_record += 1;
+        self.skipped.records += 1;
+        Err(match error.problem {
+            DatumProblem::UnknownBranch { index, name } => {
+                self.skipped.unknown_type += 1;
+                DecodeError::UnknownBranch { at, index, name }
+            }
+            DatumProblem::Field(problem) => DecodeError::Field {
+                at,
+                record_type: error.record_type.unwrap_or_else(|| "?".into()),
+                field: error.field.into(),
+                problem,
+            },
+            other => DecodeError::Datum {
+                at,
+                reason: other.to_string(),
+            },
+        })
+    }
+}
+
+/// The fast decoder's account of damaged data, for [`DataProblem::Undecodable`] (which gives
+/// the datum's offset already): `FileFlow field "fileOID" at byte 8: truncated: ...`.
+fn fast_reason(e: &fast::DatumError) -> String {
+    let mut out = String::new();
+    if let Some(t) = &e.record_type {
+        out.push_str(t);
+        out.push(' ');
+    }
+    if !e.field.is_empty() {
+        out.push_str(&format!("field \"{}\" ", e.field));
+    }
+    if e.offset != e.datum_offset || !out.is_empty() {
+        out.push_str(&format!("at byte {}: ", e.offset));
+    }
+    out.push_str(&e.problem.to_string());
+    out
 }
 
 impl<R: Read> Iterator for TraceReader<R> {

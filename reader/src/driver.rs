@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sf_processor::model::RecordKind;
+use sf_processor::model::{Record, RecordKind};
 
-use crate::avro::{self, Skipped};
+use crate::avro::{self, Decoder, Skipped};
 
 /// The trace files of `path`: itself if it is a file, else the regular files directly in it,
 /// sorted by name, hidden files (names starting with `.`) left out. An empty directory is
@@ -88,6 +88,37 @@ pub const MAX_ERRORS_LOGGED_PER_FILE: u64 = 20;
 /// SDK, which publishes into the rings of chained handlers).
 pub use sf_processor::publish::{NoConsumers, Overflow, Publisher, Target};
 
+/// Where a driver ([`read_into`], [`crate::socket::serve`]) delivers the records it decodes,
+/// in input order: the rings of a pipeline ([`Publisher`]) or handlers called in the reader's
+/// own process ([`crate::in_process::Dispatchers`]).
+pub trait Sink {
+    /// Delivers the next record (it gets the next sequence number).
+    ///
+    /// # Errors
+    /// [`NoConsumers`] when nobody is left to deliver to: the driver stops.
+    fn deliver(&mut self, record: Record) -> Result<(), NoConsumers>;
+
+    /// Sequence number of the last record delivered.
+    fn delivered(&self) -> u64;
+
+    /// Makes everything delivered so far visible (the end of a file, a quiet socket).
+    fn flush(&mut self) {}
+}
+
+impl Sink for Publisher {
+    fn deliver(&mut self, record: Record) -> Result<(), NoConsumers> {
+        self.publish(&record)
+    }
+
+    fn delivered(&self) -> u64 {
+        self.seq()
+    }
+
+    fn flush(&mut self) {
+        Publisher::flush(self);
+    }
+}
+
 /// Reads every trace file of `path` and publishes its records. Bad input is reported and
 /// skipped: a file that cannot be read at all is logged with the reason (which names the file
 /// and where), a damaged block or a record that cannot be mapped is logged and skipped (at most
@@ -102,6 +133,20 @@ pub fn read_into(
     summary: &mut ReadSummary,
     stop: &AtomicBool,
 ) -> Result<(), NoConsumers> {
+    read_with(files, Decoder::default(), publisher, summary, stop)
+}
+
+/// [`read_into`] with the datum decoder `decoder` and any [`Sink`].
+///
+/// # Errors
+/// [`NoConsumers`] when there is nobody left to deliver to.
+pub fn read_with(
+    files: &[PathBuf],
+    decoder: Decoder,
+    sink: &mut impl Sink,
+    summary: &mut ReadSummary,
+    stop: &AtomicBool,
+) -> Result<(), NoConsumers> {
     for file in files {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -110,7 +155,7 @@ pub fn read_into(
             || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut reader = match avro::open(file) {
+        let mut reader = match avro::open_with(file, decoder) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}; file skipped");
@@ -121,13 +166,13 @@ pub fn read_into(
         let mut errors = 0u64;
         for item in reader.by_ref() {
             if stop.load(Ordering::Relaxed) {
-                log::info!("stopping: {} records published", publisher.seq());
+                log::info!("stopping: {} records published", sink.delivered());
                 break;
             }
             match item {
                 Ok(record) => {
                     summary.published[record.kind() as usize] += 1;
-                    publisher.publish(&record)?;
+                    sink.deliver(record)?;
                 }
                 Err(e) => {
                     errors += 1;
@@ -137,7 +182,7 @@ pub fn read_into(
                 }
             }
         }
-        publisher.flush();
+        sink.flush();
         if errors > MAX_ERRORS_LOGGED_PER_FILE {
             log::error!(
                 "{}: {} more errors not shown",

@@ -7,4 +7,5 @@ pub mod container;
 pub mod driver;
 pub mod fast;
 pub mod generate;
+pub mod in_process;
 pub mod socket;

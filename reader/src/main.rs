@@ -18,6 +18,7 @@ use sf_processor::handler::env;
 use sf_processor::journal::JournalWriter;
 use sf_processor::logging::{self, LogLevel};
 use sf_processor::ring::{Producer, RingSegment};
+use sf_reader::avro::Decoder;
 use sf_reader::driver::{self, NoConsumers, Overflow, Publisher, ReadSummary, Target};
 use sf_reader::socket::{self, Listener};
 use std::collections::BTreeSet;
@@ -48,6 +49,12 @@ struct Args {
     /// file exists, or it has not changed for 10 s).
     #[arg(long)]
     follow: bool,
+    /// Datum decoder for trace files: `fast` (ours, the default) or `avro` (apache-avro's
+    /// generic reader, the reference; slower). Default: `$SF_READER_DECODER`, else `fast`
+    /// (so `SF_READER_DECODER=avro sf-launch ...` selects it for a whole pipeline). The
+    /// socket is always read with `fast`.
+    #[arg(long, value_name = "DECODER")]
+    decoder: Option<Decoder>,
     /// A trace file or a directory of trace files.
     #[arg(required_unless_present = "socket")]
     path: Option<PathBuf>,
@@ -61,7 +68,24 @@ fn main() -> ExitCode {
     status
 }
 
+/// The environment variable that chooses the decoder when `--decoder` is not given.
+const DECODER_ENV: &str = "SF_READER_DECODER";
+
 fn run(args: Args) -> ExitCode {
+    let decoder = match args.decoder {
+        Some(d) => d,
+        None => match std::env::var(DECODER_ENV) {
+            Err(_) => Decoder::default(),
+            Ok(name) => match name.parse() {
+                Ok(d) => d,
+                Err(e) => {
+                    log::error!("{DECODER_ENV}: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+        },
+    };
+    log::debug!("decoder: {}", decoder.name());
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         log::warn!("cannot set the parent-death signal: {e}");
     }
@@ -141,9 +165,11 @@ fn run(args: Args) -> ExitCode {
                 );
             })
         }
-        (None, Some(path)) if args.follow => follow(path, &mut publisher, &mut summary, &stop),
+        (None, Some(path)) if args.follow => {
+            follow(path, decoder, &mut publisher, &mut summary, &stop)
+        }
         (None, Some(path)) => match driver::input_files(path) {
-            Ok(files) => driver::read_into(&files, &mut publisher, &mut summary, &stop),
+            Ok(files) => driver::read_with(&files, decoder, &mut publisher, &mut summary, &stop),
             Err(e) => {
                 log::error!("{e}");
                 return ExitCode::from(2);
@@ -181,6 +207,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// or when it has not changed for [`SETTLE`]. Returns when `stop` is set.
 fn follow(
     dir: &Path,
+    decoder: Decoder,
     publisher: &mut Publisher,
     summary: &mut ReadSummary,
     stop: &AtomicBool,
@@ -208,7 +235,7 @@ fn follow(
             })
             .collect();
         if !ready.is_empty() {
-            driver::read_into(&ready, publisher, summary, stop)?;
+            driver::read_with(&ready, decoder, publisher, summary, stop)?;
             done.extend(ready);
         }
         for _ in 0..5 {

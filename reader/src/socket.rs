@@ -22,7 +22,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::driver::{NoConsumers, Publisher};
+use crate::driver::{NoConsumers, Sink};
 use crate::fast::SysFlowDecoder;
 use crate::generate::SCHEMA_V5;
 
@@ -184,7 +184,7 @@ fn peer_closed(fd: &impl AsFd) -> bool {
 /// [`NoConsumers`] when there is nobody left to publish to.
 pub fn serve(
     listener: &Listener,
-    publisher: &mut Publisher,
+    publisher: &mut impl Sink,
     stop: &AtomicBool,
 ) -> Result<SocketSummary, NoConsumers> {
     let decoder = match SysFlowDecoder::from_schema_json(SCHEMA_V5) {
@@ -267,7 +267,7 @@ pub fn serve(
                     match decoder.decode_datum(&buf[..len], &mut pos) {
                         Ok(record) if pos == len => {
                             summary.records += 1;
-                            publisher.publish(&record)?;
+                            publisher.deliver(record)?;
                         }
                         Ok(_) => {
                             summary.undecodable += 1;

@@ -23,7 +23,7 @@ use apache_avro::{Schema, to_avro_datum};
 use sf_processor::codec::{self, WIRE_VERSION};
 use sf_processor::model::{Record, RecordKind};
 use sf_processor::ring::{Consumer, Next, Producer, RingSegment};
-use sf_reader::avro::{DecodeError, Skipped, TraceReader};
+use sf_reader::avro::{DecodeError, Decoder, Skipped, TraceReader};
 use sf_reader::driver::{self, Overflow, Publisher, ReadSummary, Target};
 
 fn shared_dir() -> PathBuf {
@@ -44,8 +44,29 @@ struct Decoded {
     ended_by_error: bool,
 }
 
+/// Decodes with both decoders, checks that they agree on everything (records, errors, skip
+/// counts) and returns what the fast one (the reader process's) gave.
 fn decode(bytes: &[u8], name: &str) -> Decoded {
-    let mut reader = TraceReader::new(Cursor::new(bytes), name.to_owned()).expect("header");
+    let (fast, avro) = decode_both(bytes, name);
+    assert_eq!(fast.errors, avro.errors, "fast and avro decoders");
+    fast
+}
+
+/// What each decoder gives, fast then avro; asserts they agree on everything but the
+/// errors' wording (which differs for damaged data inside a block).
+fn decode_both(bytes: &[u8], name: &str) -> (Decoded, Decoded) {
+    let fast = decode_with(bytes, name, Decoder::Fast);
+    let avro = decode_with(bytes, name, Decoder::Avro);
+    assert_records(&fast.records, &avro.records);
+    assert_eq!(fast.errors.len(), avro.errors.len(), "{fast:?} {avro:?}");
+    assert_eq!(fast.skipped, avro.skipped);
+    assert_eq!(fast.ended_by_error, avro.ended_by_error);
+    (fast, avro)
+}
+
+fn decode_with(bytes: &[u8], name: &str, decoder: Decoder) -> Decoded {
+    let mut reader =
+        TraceReader::with_decoder(Cursor::new(bytes), name.to_owned(), decoder).expect("header");
     let mut out = Decoded {
         records: Vec::new(),
         errors: Vec::new(),
@@ -65,8 +86,13 @@ fn decode(bytes: &[u8], name: &str) -> Decoded {
     out
 }
 
+/// The header error, the same with both decoders.
 fn open_error(bytes: &[u8], name: &str) -> DecodeError {
-    TraceReader::new(Cursor::new(bytes), name.to_owned()).expect_err("a header error")
+    let avro = TraceReader::new(Cursor::new(bytes), name.to_owned()).expect_err("a header error");
+    let fast = TraceReader::with_decoder(Cursor::new(bytes), name.to_owned(), Decoder::Fast)
+        .expect_err("a header error");
+    assert_eq!(fast.to_string(), avro.to_string());
+    fast
 }
 
 fn clean(name: &str) -> Vec<Record> {
@@ -542,9 +568,16 @@ fn an_undecodable_datum_costs_the_rest_of_its_block() {
     let data_at = offsets[0] as usize + long(10).len() + long(first_len as i64).len();
     assert!(bytes[data_at + datum_at] < 2 * 12, "a branch index");
     bytes[data_at + datum_at] = 2 * 63;
-    let d = decode(&bytes, "null.sf");
+    let (d, avro) = decode_both(&bytes, "null.sf");
     assert_eq!(
         d.errors,
+        [format!(
+            "null.sf: record 4 (block at byte {}): undecodable datum at byte {datum_at} of the block's data: union index 63 out of range (12 branches); 6 records of the block skipped",
+            offsets[0]
+        )]
+    );
+    assert_eq!(
+        avro.errors,
         [format!(
             "null.sf: record 4 (block at byte {}): undecodable datum at byte {datum_at} of the block's data: Union index 63 out of bounds: 12; 6 records of the block skipped",
             offsets[0]
@@ -585,9 +618,15 @@ fn a_datum_with_an_absurd_length_is_refused_without_allocating() {
     bytes.extend(block(1, &data));
     let good: Vec<u8> = datums.iter().flat_map(|(d, _)| d.clone()).collect();
     bytes.extend(block(datums.len() as i64, &good));
-    let d = decode(&bytes, "huge.sf");
+    let (d, avro) = decode_both(&bytes, "huge.sf");
     assert_eq!(
         d.errors,
+        [format!(
+            "huge.sf: record 0 (block at byte {at}): undecodable datum at byte 0 of the block's data: Container field \"id\" at byte 1: truncated: needs 1099511627776 bytes, 3 left in the block; 1 record of the block skipped"
+        )]
+    );
+    assert_eq!(
+        avro.errors,
         [format!(
             "huge.sf: record 0 (block at byte {at}): undecodable datum at byte 0 of the block's data: Unable to allocate 1099511627776 bytes (maximum allowed: 4194304); 1 record of the block skipped"
         )]

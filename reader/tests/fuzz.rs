@@ -30,7 +30,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sf_processor::codec;
 use sf_processor::model::Record;
-use sf_reader::avro::TraceReader;
+use sf_reader::avro::{Decoder, TraceReader};
 use sf_reader::container::Container;
 
 /// Longest one input may take to decode before it counts as a hang (generous: debug builds on
@@ -327,7 +327,15 @@ fn reset_peak_rss() -> Option<u64> {
 }
 
 /// Decodes `bytes` on its own thread; fails on a panic or when it takes over [`TIME_LIMIT`].
-fn decode_watched(bytes: Vec<u8>, name: &str, keep_records: bool) -> Result<Outcome, String> {
+/// Both datum decoders: every property holds for each.
+const DECODERS: [Decoder; 2] = [Decoder::Fast, Decoder::Avro];
+
+fn decode_watched(
+    bytes: Vec<u8>,
+    name: &str,
+    keep_records: bool,
+    decoder: Decoder,
+) -> Result<Outcome, String> {
     // One input at a time, so that the resident set measured is this input's.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
@@ -337,7 +345,7 @@ fn decode_watched(bytes: Vec<u8>, name: &str, keep_records: bool) -> Result<Outc
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
         let mut out = Outcome::default();
-        match TraceReader::new(Cursor::new(&bytes), name) {
+        match TraceReader::with_decoder(Cursor::new(&bytes), name, decoder) {
             Err(e) => out.header_error = Some(e.to_string()),
             Ok(reader) => {
                 for item in reader {
@@ -467,13 +475,16 @@ fn the_decoder_survives_any_damage_to_real_traces() {
         for (m, region) in &mutations {
             apply(&mut bytes, m, *region, t);
         }
-        let out = decode_watched(bytes, &t.name, false).map_err(TestCaseError::fail)?;
-        check(&out, &t.name)?;
-        // Records come from blocks, which hold at most their bytes' worth.
-        prop_assert!(out.count <= 2 * t.records.len() + 10_000);
-        tally
-            .borrow_mut()
-            .add(&out, "decoder (any damage)", started);
+        for decoder in DECODERS {
+            let out = decode_watched(bytes.clone(), &t.name, false, decoder)
+                .map_err(TestCaseError::fail)?;
+            check(&out, &t.name)?;
+            // Records come from blocks, which hold at most their bytes' worth.
+            prop_assert!(out.count <= 2 * t.records.len() + 10_000);
+            tally
+                .borrow_mut()
+                .add(&out, "decoder (any damage)", started);
+        }
         Ok(())
     });
     tally.borrow().report("decoder (any damage)", started);
@@ -502,9 +513,12 @@ fn the_header_parser_survives_damage_to_the_schema() {
         for m in &edits {
             apply(&mut bytes, m, Region::Header, t);
         }
-        let out = decode_watched(bytes, &t.name, false).map_err(TestCaseError::fail)?;
-        check(&out, &t.name)?;
-        tally.borrow_mut().add(&out, "header parser", started);
+        for decoder in DECODERS {
+            let out = decode_watched(bytes.clone(), &t.name, false, decoder)
+                .map_err(TestCaseError::fail)?;
+            check(&out, &t.name)?;
+            tally.borrow_mut().add(&out, "header parser", started);
+        }
         Ok(())
     });
     tally.borrow().report("header parser", started);
@@ -526,23 +540,27 @@ fn one_flipped_bit_inside_a_block_costs_that_block_only() {
         let (range, first, count) = t.blocks[block.index(t.blocks.len())].clone();
         let mut bytes = t.bytes.clone();
         bytes[range.start + at.index(range.len())] ^= 1 << bit;
-        let out = decode_watched(bytes, &t.name, true).map_err(TestCaseError::fail)?;
-        check(&out, &t.name)?;
-        prop_assert!(out.header_error.is_none());
-        let before = &t.records[..first];
-        let after = &t.records[first + count..];
-        prop_assert!(
-            out.records.starts_with(before) && out.records.ends_with(after),
-            "records of other blocks lost: {} delivered, {} before and {} after the damaged block; errors {:?}",
-            out.records.len(),
-            before.len(),
-            after.len(),
-            out.errors
-        );
-        prop_assert!(out.records.len() <= before.len() + after.len() + 2 * count + 1);
-        tally
-            .borrow_mut()
-            .add(&out, "decoder (one bit flipped in a block)", started);
+        for decoder in DECODERS {
+            let out = decode_watched(bytes.clone(), &t.name, true, decoder)
+                .map_err(TestCaseError::fail)?;
+            check(&out, &t.name)?;
+            prop_assert!(out.header_error.is_none());
+            let before = &t.records[..first];
+            let after = &t.records[first + count..];
+            prop_assert!(
+                out.records.starts_with(before) && out.records.ends_with(after),
+                "{}: records of other blocks lost: {} delivered, {} before and {} after the damaged block; errors {:?}",
+                decoder.name(),
+                out.records.len(),
+                before.len(),
+                after.len(),
+                out.errors
+            );
+            prop_assert!(out.records.len() <= before.len() + after.len() + 2 * count + 1);
+            tally
+                .borrow_mut()
+                .add(&out, "decoder (one bit flipped in a block)", started);
+        }
         Ok(())
     });
     tally
