@@ -167,6 +167,105 @@ fn a_closed_stdout_stops_the_pipeline_like_a_unix_filter() {
 }
 
 #[test]
+fn a_stop_ends_even_when_a_handler_keeps_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = mkfifo(dir.path());
+    // Crashes on the header every time, restarted without limit (restart_window_s 0) and never
+    // quarantining the record: only a stop can end this.
+    let file = dir.path().join("probe.tsv");
+    let pipeline = write_blocks(
+        dir.path(),
+        &[
+            json!({"processor": "sysflowreader", "handler": "probe", "file": file,
+                 "entities": true, "crash_on_seq": 1, "poison_after": 1000000,
+                 "restart_window_s": 0, "backoff_initial_ms": 10, "backoff_max_ms": 20}),
+        ],
+    );
+    let child = spawn_launch(dir.path(), &[&pipeline, &fifo]);
+    let launcher = child.id();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(
+        &mut writer,
+        &std::fs::read(root().join("resources/traces/tcp.sf")).unwrap(),
+    )
+    .unwrap();
+    wait_for("three restarts", Duration::from_secs(30), || {
+        try_status(launcher).is_some_and(|s| s["probe"]["restarts"].as_u64() >= Some(3))
+    });
+    // A restart asked for while stopping is refused.
+    kill(Pid::from_raw(launcher as i32), Signal::SIGTERM).unwrap();
+    wait_for(
+        "the launcher to be stopping",
+        Duration::from_secs(30),
+        || status_reply(launcher).is_some_and(|r| r["stopping"] == true),
+    );
+    let (code, _, err) = ctl(launcher, &["restart", "probe"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(1),
+            "sf-launch ctl: error: the pipeline is stopping: no restarts\n"
+        )
+    );
+    let run = wait_with_watchdog(child, "sf-launch");
+    drop(writer);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last == "sf-launch: error: handler probe failed (not restarted: the pipeline stopped)"
+            || last
+                == "sf-launch: error: handler probe failed (killed by signal 6 (SIGABRT) while the pipeline was stopping)",
+        "{}",
+        run.stderr
+    );
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+}
+
+#[test]
+fn sighup_stops_gracefully_and_sigusr1_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = mkfifo(dir.path());
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    let child = spawn_launch(dir.path(), &[&pipeline, &fifo]);
+    let launcher = child.id();
+    // The writer stays open: the reader waits for more, as with a live input.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(
+        &mut writer,
+        &std::fs::read(root().join("resources/traces/tcp.sf")).unwrap(),
+    )
+    .unwrap();
+    wait_for("23 records handled", Duration::from_secs(30), || {
+        try_status(launcher).is_some_and(|s| s["stats"]["handled"] == 23)
+    });
+    kill(Pid::from_raw(launcher as i32), Signal::SIGUSR1).unwrap();
+    // Still running and answering after SIGUSR1.
+    wait_for("a status after SIGUSR1", Duration::from_secs(30), || {
+        try_status(launcher).is_some_and(|s| s["stats"]["state"] == "running")
+    });
+    kill(Pid::from_raw(launcher as i32), Signal::SIGHUP).unwrap();
+    let run = wait_with_watchdog(child, "sf-launch");
+    drop(writer);
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        run.stdout.lines().any(|l| l.ends_with(
+            ": SIGUSR1 ignored: the launcher takes SIGINT, SIGTERM and SIGHUP; send it to a handler's pid (sf-launch ctl status lists them)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.info_messages().iter().any(|m| m
+            == "signal SIGHUP: stopping; the handlers finish the records already read (again to kill)"),
+        "{}",
+        run.stdout
+    );
+    // The stats handler drained and printed its table.
+    assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
+    assert_no_process_left(dir.path(), Duration::from_secs(5));
+}
+
+#[test]
 fn output_that_cannot_be_written_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
     for (pipeline, handler) in [

@@ -468,6 +468,13 @@ impl<R: Read> TraceReader<R> {
         DecodeError::BlockData { at, problem }
     }
 
+    /// Whether every datum of the current block has been returned: the next call to `next`
+    /// reads from the input, and may wait for it (a FIFO, a file still being written). A
+    /// driver makes what it delivered visible then.
+    pub fn block_done(&self) -> bool {
+        self.block.left == 0
+    }
+
     /// The next datum of the current block, or `None` when the block is used up.
     fn next_in_block(&mut self) -> Option<Result<Record, DecodeError>> {
         let block = &mut self.block;

@@ -164,7 +164,7 @@ pub fn read_with(
             }
         };
         let mut errors = 0u64;
-        for item in reader.by_ref() {
+        while let Some(item) = reader.next() {
             if stop.load(Ordering::Relaxed) {
                 log::info!("stopping: {} records published", sink.delivered());
                 break;
@@ -173,6 +173,11 @@ pub fn read_with(
                 Ok(record) => {
                     summary.published[record.kind() as usize] += 1;
                     sink.deliver(record)?;
+                    if reader.block_done() {
+                        // The next read may wait for more input (a FIFO, a live file): what
+                        // was read must not wait with it.
+                        sink.flush();
+                    }
                 }
                 Err(e) => {
                     errors += 1;
