@@ -28,9 +28,21 @@ pub fn input_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("{}: cannot list directory: {e}", path.display()))?;
         let p = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
-            files.push(p);
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => files.push(p),
+            Ok(m) => log::info!(
+                "{}: skipped: {}",
+                p.display(),
+                if m.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file"
+                }
+            ),
+            Err(e) => log::info!("{}: skipped: {e}", p.display()),
         }
     }
     files.sort();
@@ -311,11 +323,14 @@ pub fn input_errors(summary: &ReadSummary) -> Option<String> {
         parts.join("; ")
     );
     if !summary.files_damaged.is_empty() {
-        line.push_str(&format!(
-            "; {}{} skipped in all",
-            if uncounted { "at least " } else { "" },
-            count(records, "record", "records")
-        ));
+        line.push_str(&match (uncounted, records) {
+            (true, 0) => "; an unknown number of records skipped in all".to_owned(),
+            (true, n) => format!(
+                "; at least {} skipped in all",
+                count(n, "record", "records")
+            ),
+            (false, n) => format!("; {} skipped in all", count(n, "record", "records")),
+        });
     }
     Some(line)
 }
@@ -323,6 +338,29 @@ pub fn input_errors(summary: &ReadSummary) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_block_of_unknown_size_is_not_counted_as_zero_records() {
+        let mut summary = ReadSummary {
+            files_ok: 1,
+            ..ReadSummary::default()
+        };
+        summary.files_damaged.push(damaged(
+            "k8s",
+            Skipped {
+                blocks: 1,
+                uncounted_blocks: 1,
+                errors: 1,
+                ..Skipped::default()
+            },
+        ));
+        assert_eq!(
+            input_errors(&summary).as_deref(),
+            Some(
+                "input errors in 1 of 2 files: 1 damaged (k8s: 1 block skipped (records unknown)); an unknown number of records skipped in all"
+            )
+        );
+    }
 
     fn damaged(name: &str, skipped: Skipped) -> FileDamage {
         FileDamage {
