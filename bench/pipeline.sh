@@ -27,7 +27,7 @@ sample() {
         reader=$(ps --ppid "$launcher" -o pid=,comm= | awk '$2 == "sf-reader" {print $1; exit}')
         handler=$(ps --ppid "$launcher" -o pid=,comm= | awk '$2 == "noop" {print $1; exit}')
         if [[ -n $reader && -n $handler ]]; then
-            fd=$(tr '\0' ' ' <"/proc/$reader/cmdline" 2>/dev/null | sed -n 's/.*--journal \([0-9]*\).*/\1/p')
+            fd=$( { tr '\0' ' ' <"/proc/$reader/cmdline"; } 2>/dev/null | sed -n 's/.*--journal \([0-9]*\).*/\1/p')
             {
                 echo "reader $(awk '/^VmHWM/ {print $2}' "/proc/$reader/status" 2>/dev/null)"
                 echo "handler $(awk '/^VmHWM/ {print $2}' "/proc/$handler/status" 2>/dev/null)"
