@@ -7,16 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::Path;
-use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::{Codec, DeflateSettings, Schema, Writer};
 use common::*;
-
-fn finish(tag: &Path) {
-    assert_no_process_left(tag, Duration::from_secs(5));
-}
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(root().join("resources/traces").join(name)).expect("sample trace")
@@ -273,7 +267,7 @@ fn a_directory_of_good_and_bad_files_is_read_to_the_end_and_exits_0() {
         "{}",
         warnings[0]
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -357,5 +351,5 @@ fn records_referencing_entities_never_seen_are_handled_and_summed_up() {
         run.stdout
     );
     assert_eq!(run.stderr, "", "nothing failed and nothing was restarted");
-    finish(dir.path());
+    assert_clean(dir.path());
 }

@@ -8,21 +8,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-
-fn finish(tag: &Path) {
-    assert_no_process_left(tag, Duration::from_secs(5));
-    assert_eq!(
-        shm_segments(),
-        Vec::<String>::new(),
-        "segments left in /dev/shm"
-    );
-}
 
 /// Every line of `text` parsed as one JSON object.
 fn json_lines(text: &str) -> Vec<Value> {
@@ -123,7 +114,7 @@ fn the_chained_alert_pipeline_writes_the_alerts_of_the_standalone_handler_as_jso
             ("read-sensitive-file".to_owned(), 81)
         ])
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 fn probe_block(dir: &Path, name: &str, extra: Value) -> Value {
@@ -183,19 +174,7 @@ fn a_fan_out_tree_delivers_the_same_records_with_the_same_context_to_both_consum
     // mid saw the flows and events with the reader's context and no policies.
     let flows: Vec<ProbeLine> = direct.into_iter().filter(|l| !is_entity(l)).collect();
     assert_eq!(lines_of(d, "mid"), flows);
-    finish(d);
-}
-
-/// xorshift64*: kill moments reproducible from the seed printed on failure.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
+    assert_clean(d);
 }
 
 const RECORDS: u64 = 200_000;
@@ -244,41 +223,13 @@ fn killing_the_middle_handler_loses_nothing_downstream_and_duplicates_nothing() 
     assert_eq!(status["probe[0]"]["input"], "reader", "{status:?}");
     assert_eq!(status["probe[1]"]["input"], "probe[0]", "{status:?}");
 
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
-    let mut killed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while killed.len() < KILLS {
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: only {} kills before the deadline",
-            killed.len()
-        );
-        let Some(victim) = child_with(launcher, "sf-handler-probe", "mid.tsv") else {
-            assert!(
-                nix::sys::wait::waitpid(
-                    Pid::from_raw(launcher as i32),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG)
-                ) == Ok(nix::sys::wait::WaitStatus::StillAlive),
-                "seed {seed}: the run ended after only {} kills",
-                killed.len()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        if killed.last() == Some(&victim) {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(rng.below(40)));
-        if kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
-            killed.push(victim);
-        }
-    }
+    let (seed, killed) = sigkill_repeatedly(
+        launcher,
+        "sf-handler-probe",
+        "mid.tsv",
+        KILLS,
+        Duration::from_secs(120),
+    );
     // And one restart on request, once the launcher has seen the last kill (else the request
     // would take the dead process for a live one to stop).
     wait_for(
@@ -338,7 +289,7 @@ fn killing_the_middle_handler_loses_nothing_downstream_and_duplicates_nothing() 
             want.len()
         );
     }
-    finish(d);
+    assert_clean(d);
 }
 
 #[test]
@@ -392,7 +343,7 @@ fn a_stuck_middle_handler_is_killed_by_the_watchdog_and_its_poison_record_skippe
         want,
         "every other record, once, in order"
     );
-    finish(d);
+    assert_clean(d);
 }
 
 #[test]
@@ -432,7 +383,7 @@ fn a_failed_downstream_handler_does_not_block_its_producer() {
     let direct = lines_of(d, "direct");
     assert!(direct.len() > 4000, "{} flows and events", direct.len());
     assert_eq!(lines_of(d, "mid"), direct);
-    finish(d);
+    assert_clean(d);
 }
 
 #[test]
@@ -486,7 +437,7 @@ fn sigterm_stops_the_tree_in_order_and_every_stage_drains() {
         })
         .collect();
     assert_eq!(lines_of(d, "down"), want);
-    finish(d);
+    assert_clean(d);
 }
 
 #[test]
@@ -536,7 +487,7 @@ fn a_slow_downstream_handler_with_overflow_drop_never_blocks_its_producer() {
         "expected {reported:?} in\n{}",
         run.stdout
     );
-    finish(d);
+    assert_clean(d);
 }
 
 fn start_error(dir: &Path, blocks: &[Value]) -> String {
@@ -545,7 +496,7 @@ fn start_error(dir: &Path, blocks: &[Value]) -> String {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert_eq!(run.stdout, "", "nothing may start: {run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
-    finish(dir);
+    assert_clean(dir);
     run.stderr
         .trim_end()
         .replace(&pipeline.display().to_string(), "PIPELINE")

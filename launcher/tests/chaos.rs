@@ -7,27 +7,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::json;
 
 const RECORDS: u64 = 1_000_000;
 const KILLS: usize = 50;
-
-/// xorshift64*: the kill moments, reproducible from the seed printed on failure.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
 
 #[test]
 fn one_handler_killed_fifty_times_loses_nothing_and_disturbs_nobody() {
@@ -64,42 +50,13 @@ fn one_handler_killed_fifty_times_loses_nothing_and_disturbs_nobody() {
     let child = spawn_launch(dir.path(), &[&pipeline, &trace]);
     let launcher = child.id();
 
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
-    let mut killed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while killed.len() < KILLS {
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: only {} kills before the deadline",
-            killed.len()
-        );
-        let Some(victim) = child_with(launcher, "sf-handler-probe", "victim.tsv") else {
-            // Between two lives (backoff), or the run is over.
-            assert!(
-                nix::sys::wait::waitpid(
-                    Pid::from_raw(launcher as i32),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG)
-                ) == Ok(nix::sys::wait::WaitStatus::StillAlive),
-                "seed {seed}: the run ended after only {} kills",
-                killed.len()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        if killed.last() == Some(&victim) {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(rng.below(40)));
-        if kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
-            killed.push(victim);
-        }
-    }
+    let (seed, killed) = sigkill_repeatedly(
+        launcher,
+        "sf-handler-probe",
+        "victim.tsv",
+        KILLS,
+        Duration::from_secs(600),
+    );
     let run = wait_with_watchdog(child, "sf-launch");
     assert!(run.status.success(), "seed {seed}: {}", run.stderr);
     for pid in &killed {

@@ -77,8 +77,7 @@ fn a_second_signal_kills_every_process_at_once() {
         probe_lines(&file).is_empty(),
         "the probe never got past record 1"
     );
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
-    assert_eq!(shm_segments(), Vec::<String>::new());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -139,8 +138,7 @@ fn ctl_without_pid_names_every_running_pipeline_and_touches_none() {
         assert!(run.status.success(), "{run:?}");
         assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
     }
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
-    assert_eq!(shm_segments(), Vec::<String>::new());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -162,8 +160,7 @@ fn a_closed_stdout_stops_the_pipeline_like_a_unix_filter() {
     assert_eq!(run.status.code(), Some(141), "{run:?}");
     assert!(!run.stderr.contains("restarting"), "{}", run.stderr);
     assert!(!run.stderr.contains("SIGPIPE"), "{}", run.stderr);
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
-    assert_eq!(shm_segments(), Vec::<String>::new());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -218,7 +215,7 @@ fn a_stop_ends_even_when_a_handler_keeps_crashing() {
         "{}",
         run.stderr
     );
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -262,7 +259,7 @@ fn sighup_stops_gracefully_and_sigusr1_is_ignored() {
     );
     // The stats handler drained and printed its table.
     assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -304,7 +301,7 @@ fn output_that_cannot_be_written_fails_the_run() {
             run.stderr
         );
     }
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -327,5 +324,5 @@ fn status_shows_a_process_stopped_by_sigstop() {
     drop(writer);
     let run = wait_with_watchdog(child, "sf-launch");
     assert!(run.status.success(), "{run:?}");
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }

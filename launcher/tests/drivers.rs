@@ -121,7 +121,7 @@ fn records_sent_through_the_socket_arrive_like_records_read_from_the_file() {
         run.stderr
     );
     assert!(!sock.exists(), "the socket file is removed at the end");
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn follow_mode_reads_each_new_trace_file_once_complete() {
         "001 and 002, not the unsettled 003: {}",
         run.stdout
     );
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -222,5 +222,5 @@ fn a_second_pipeline_does_not_take_over_a_live_socket() {
     assert!(run.status.success(), "{run:?}");
     assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
     assert!(!sock.exists(), "the socket file is removed at the end");
-    assert_no_process_left(dir.path(), Duration::from_secs(5));
+    assert_clean(dir.path());
 }

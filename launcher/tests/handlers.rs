@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-fn finish(tag: &Path) {
-    assert_no_process_left(tag, Duration::from_secs(5));
-}
-
 /// The `n` processes with most bytes in the oracle's file flows (`FF`) or network flows
 /// (`NF`), as the stats handler ranks them: (total, read, written, pid, exe).
 fn oracle_top(records: &[Value], kind: &str, n: usize) -> Vec<(u64, u64, u64, i64, String)> {
@@ -78,7 +74,7 @@ fn stats_on_k8s_small_counts_as_traces_md_and_ranks_processes_as_the_oracle() {
             "/usr/local/bin/kube-apiserver".into()
         )
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -120,7 +116,7 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
         "{}",
         run.stderr
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -207,7 +203,7 @@ fn stats_prints_its_tables_on_sigusr1_and_goes_on() {
             at_end[kind]
         );
     }
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 /// The alerts of one run: every line of `text` is one JSON object.
@@ -271,7 +267,7 @@ fn alert_on_shellshock_raises_the_web_shell_and_the_passwd_read() {
         "{}",
         run.stdout
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -322,7 +318,7 @@ fn alert_port_rule_writes_to_its_file_and_rules_can_come_from_the_environment() 
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["rule"], "connect-8080");
     assert_eq!(got[0]["proc"]["exe"], "./client");
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -344,5 +340,5 @@ fn alert_with_a_bad_rule_stops_at_init_naming_the_key() {
         run.stderr
     );
     assert_eq!(run.stdout, "");
-    finish(dir.path());
+    assert_clean(dir.path());
 }

@@ -24,15 +24,6 @@ const TCP_PRINTER: [&str; 10] = [
     "ProcEvt ./server, 13823",
 ];
 
-fn finish(tag: &std::path::Path) {
-    assert_no_process_left(tag, Duration::from_secs(5));
-    assert_eq!(
-        shm_segments(),
-        Vec::<String>::new(),
-        "segments left in /dev/shm"
-    );
-}
-
 #[test]
 fn printer_pipeline_prints_the_reference_output_for_tcp() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,7 +56,7 @@ fn printer_pipeline_prints_the_reference_output_for_tcp() {
         "{first}"
     );
     assert_eq!(run.stderr, "", "nothing on stderr for a good run");
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -103,7 +94,7 @@ fn reader_and_printer_run_as_separate_processes() {
     let run = wait_with_watchdog(child, "sf-launch");
     assert!(run.status.success(), "{run:?}");
     assert_eq!(run.info_messages(), TCP_PRINTER);
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -123,7 +114,7 @@ fn every_shared_trace_delivers_the_record_counts_of_traces_md() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -139,7 +130,7 @@ fn two_handler_blocks_get_two_processes_fed_by_one_reader() {
     let counts = parse_stats_table(&run.stdout);
     assert_eq!(counts.values().sum::<u64>(), 23, "{counts:?}");
     assert_eq!(counts.get("FileFlow"), Some(&4));
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -156,7 +147,7 @@ fn log_level_warn_silences_the_printer() {
     );
     assert!(run.status.success(), "{run:?}");
     assert_eq!(run.stdout, "");
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -179,7 +170,7 @@ fn a_directory_is_read_file_by_file_in_name_order() {
     let msgs = run.info_messages();
     assert_eq!(msgs.len(), 20, "{msgs:?}");
     assert_eq!(msgs[..10], TCP_PRINTER);
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 fn start_error(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
@@ -188,7 +179,7 @@ fn start_error(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert_eq!(run.stdout, "", "nothing may start: {run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
-    finish(dir.path());
+    assert_clean(dir.path());
     run.stderr.trim_end().to_owned()
 }
 

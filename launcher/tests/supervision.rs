@@ -14,15 +14,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 
-fn finish(tag: &Path) {
-    assert_no_process_left(tag, Duration::from_secs(5));
-    assert_eq!(
-        shm_segments(),
-        Vec::<String>::new(),
-        "segments left in /dev/shm"
-    );
-}
-
 fn sigkill(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
 }
@@ -90,7 +81,7 @@ fn a_killed_handler_is_restarted_and_resumes_without_loss() {
         "{}",
         run.stderr
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -136,7 +127,7 @@ fn a_record_that_crashes_a_handler_three_times_goes_to_the_dead_letter_file() {
         "{}",
         run.stderr
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -172,7 +163,7 @@ fn a_handler_stuck_on_a_record_is_killed_by_the_watchdog_and_the_run_completes()
             .unwrap()
             .contains("\"reason\":\"killed by signal 9 (SIGKILL) 3 times in a row\"")
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -224,7 +215,7 @@ fn ctl_restart_restarts_only_that_handler_with_no_loss() {
         .collect();
     assert_eq!(printed.len(), 10, "{}", run.stdout);
     assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -267,7 +258,7 @@ fn a_killed_reader_is_restarted_and_every_record_is_delivered() {
         (1..=total).collect::<Vec<_>>(),
         "every record exactly once, in order"
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -321,7 +312,7 @@ fn a_slow_drop_handler_never_blocks_the_others_and_reports_its_drops() {
         "expected {reported:?} in\n{}",
         run.stdout
     );
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
@@ -362,11 +353,11 @@ fn sigterm_stops_reading_lets_handlers_finish_and_exits_0() {
     assert!(counted < 40 * 6173, "stopped early: {counted}");
     // Both handlers drained exactly what the reader had published before it stopped.
     assert_eq!(probed, counted);
-    finish(dir.path());
+    assert_clean(dir.path());
 }
 
 #[test]
-fn a_handler_past_its_restart_limit_is_failed_and_the_others_finish() {
+fn a_handler_past_its_restart_limit_is_failed_and_the_others_assert_clean() {
     let dir = tempfile::tempdir().unwrap();
     let trace = root().join("resources/traces/tcp.sf");
     let flows = flow_seqs(dir.path(), &trace);
@@ -385,5 +376,5 @@ fn a_handler_past_its_restart_limit_is_failed_and_the_others_finish() {
     );
     // The other handler was not disturbed.
     assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
-    finish(dir.path());
+    assert_clean(dir.path());
 }

@@ -582,3 +582,77 @@ pub fn mkfifo(dir: &Path) -> PathBuf {
     .unwrap();
     fifo
 }
+
+/// The end of every end-to-end test: no process of the run (tagged with `tag`) is left after
+/// 5 s, and nothing is left in /dev/shm (rings and the journal are memfds).
+pub fn assert_clean(tag: &Path) {
+    assert_no_process_left(tag, Duration::from_secs(5));
+    assert_eq!(
+        shm_segments(),
+        Vec::<String>::new(),
+        "segments left in /dev/shm"
+    );
+}
+
+/// xorshift64*: kill moments reproducible from the seed printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// SIGKILLs the child of `launcher` running `exe` with `needle` in its environment `kills`
+/// times, each life at a random moment 0–40 ms after it is seen (a new seed per run, printed
+/// in every failure), and returns the seed and the pids killed. Fails if `limit` passes or
+/// the launcher exits first.
+pub fn sigkill_repeatedly(
+    launcher: u32,
+    exe: &str,
+    needle: &str,
+    kills: usize,
+    limit: Duration,
+) -> (u64, Vec<u32>) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    let mut killed = Vec::new();
+    let deadline = std::time::Instant::now() + limit;
+    while killed.len() < kills {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed {seed}: only {} kills before the deadline",
+            killed.len()
+        );
+        let Some(victim) = child_with(launcher, exe, needle) else {
+            // Between two lives (backoff), or the run is over.
+            assert!(
+                waitpid(Pid::from_raw(launcher as i32), Some(WaitPidFlag::WNOHANG))
+                    == Ok(WaitStatus::StillAlive),
+                "seed {seed}: the run ended after only {} kills",
+                killed.len()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        if killed.last() == Some(&victim) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(40)));
+        if kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
+            killed.push(victim);
+        }
+    }
+    (seed, killed)
+}
