@@ -96,18 +96,35 @@ fn config() -> Result<HandlerConfig, String> {
         let exe = std::env::args().next().unwrap_or_default();
         let base = exe.rsplit('/').next().unwrap_or_default();
         config.name = base.strip_prefix("sf-handler-").unwrap_or(base).to_owned();
+        // The `<HANDLER>_<KEY>` overrides depend on the name: apply them now it is known.
+        for (key, var) in crate::config::apply_env_overrides(&mut config, std::env::vars()) {
+            config.overrides.insert(key, var);
+        }
     }
     Ok(config)
 }
 
 /// Runs `handlers` (not initialised yet: `init` is called on each with the configuration)
 /// in this process over `args.path`, then their `cleanup()`, and returns the exit status: 0
-/// when the input was read (bad input is reported and skipped, as by the reader), 2 on a
-/// usage, configuration or `init` error. Sets up logging as [`run`](crate::run) does.
+/// when the input was read (bad input is reported and skipped, as by the reader), 4 when it
+/// was but with handler errors or lost output (as [`run`](crate::run)), 2 on a usage,
+/// configuration or `init` error. Sets up logging as [`run`](crate::run) does; a closed
+/// standard output ends the process as by SIGPIPE.
 pub fn run_in_process<H: Handler>(args: &InProcessArgs, mut handlers: Vec<H>) -> ExitCode {
     logging::init(None);
+    // As under the launcher: `| head` ends it as by SIGPIPE, lost output fails it.
+    logging::exit_on_closed_stdout();
     let status = match run_handlers(args, &mut handlers) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(errors) => {
+            log::logger().flush();
+            match logging::output_problems(errors) {
+                None => ExitCode::SUCCESS,
+                Some(problems) => {
+                    log::error!("finished with {problems}");
+                    ExitCode::from(sf_processor::handler::EXIT_FINISHED_WITH_ERRORS)
+                }
+            }
+        }
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(2)
@@ -117,7 +134,8 @@ pub fn run_in_process<H: Handler>(args: &InProcessArgs, mut handlers: Vec<H>) ->
     status
 }
 
-fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Result<(), String> {
+/// Returns the handlers' errors, summed.
+fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Result<u64, String> {
     let config = config()?;
     for h in handlers.iter_mut() {
         h.init(&config)
@@ -143,7 +161,7 @@ fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Resu
         args.decoder.name(),
         records as f64 / seconds.max(1e-9)
     );
-    Ok(())
+    Ok(run.handlers.iter().map(|(_, s)| s.handler_errors).sum())
 }
 
 /// [`run`](crate::run)'s in-process branch: one copy of `handler`.

@@ -69,7 +69,9 @@ pub use sf_processor::handler::{
 /// logging::print) for whole blocks of output (tables, reports) that must keep their order
 /// with the log lines and count in the exit status when they cannot be written.
 pub mod logging {
-    pub use sf_processor::logging::{print, stdout_closed, stdout_errors};
+    pub use sf_processor::logging::{
+        output_error, output_errors, print, stdout_closed, stdout_errors,
+    };
 }
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};

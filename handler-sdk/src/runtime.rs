@@ -72,8 +72,10 @@ impl std::error::Error for RunError {}
 /// Runs `handler` as a pipeline handler process and returns the process exit status: 0 after
 /// the whole input was handled (or the launcher asked it to stop with SIGTERM) and
 /// `cleanup()` ran; 4 ([`EXIT_FINISHED_WITH_ERRORS`]) likewise but some handler methods
-/// returned errors or some log lines could not be written to standard output (`>/dev/full`); 2 when the process could not start (not under `sf-launch`, bad
-/// configuration, `init` error, incompatible ring), 3 when the launcher aborted the pipeline.
+/// returned errors or some output could not be written (`>/dev/full`; see
+/// [`logging::output_error`](crate::logging::output_error)); 2 when the process could not
+/// start (not under `sf-launch`, bad configuration, `init` error, incompatible ring), 3 when
+/// the launcher aborted the pipeline.
 /// A handler whose standard output is a closed pipe (`sf-launch … | head`) is ended by
 /// SIGPIPE, as a Unix filter is, at its next failed write; the launcher then stops the
 /// pipeline instead of restarting it.
@@ -99,20 +101,12 @@ pub fn run<H: Handler>(handler: H) -> ExitCode {
             log::logger().flush();
             // The input was handled, but not all of it well: say so in the exit status, as a
             // Unix filter does when a write fails (the launcher reports it, no restart).
-            let mut problems = Vec::new();
-            if stats.handler_errors > 0 {
-                problems.push(format!("{} handler errors", stats.handler_errors));
-            }
-            if let Some((n, first)) = logging::stdout_errors() {
-                problems.push(format!(
-                    "{n} failed writes to standard output (first: {first})"
-                ));
-            }
-            if problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                log::error!("{name}: finished with {}", problems.join(" and "));
-                ExitCode::from(EXIT_FINISHED_WITH_ERRORS)
+            match logging::output_problems(stats.handler_errors) {
+                None => ExitCode::SUCCESS,
+                Some(problems) => {
+                    log::error!("{name}: finished with {problems}");
+                    ExitCode::from(EXIT_FINISHED_WITH_ERRORS)
+                }
             }
         }
         Err(e) => {

@@ -265,14 +265,37 @@ fn sighup_stops_gracefully_and_sigusr1_is_ignored() {
 #[test]
 fn output_that_cannot_be_written_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    for (pipeline, handler) in [
-        ("resources/pipelines/pipeline.printer.json", "printer"),
-        ("resources/pipelines/pipeline.stats.json", "stats"),
+    let shellshock = shared().join("traces/shellshock.sf");
+    let tcp = root().join("resources/traces/tcp.sf");
+    let lost_log =
+        "1 failed writes to standard output (first: No space left on device (os error 28))";
+    // json's last lines are lost at its final flush, in cleanup().
+    let lost_lines = "1 failed output writes (first: json: standard output: No space left on device (os error 28))";
+    for (pipeline, trace, handler, what) in [
+        (
+            "resources/pipelines/pipeline.printer.json",
+            &tcp,
+            "printer",
+            lost_log,
+        ),
+        (
+            "resources/pipelines/pipeline.stats.json",
+            &tcp,
+            "stats",
+            lost_log,
+        ),
+        (
+            "resources/pipelines/pipeline.alert.json",
+            &shellshock,
+            "json",
+            lost_lines,
+        ),
     ] {
         // `sf-launch … >/dev/full`: every write fails with ENOSPC.
         let child = Command::new(sf_launch())
             .env("SF_TEST_TAG", dir.path())
-            .args([pipeline, "resources/traces/tcp.sf"])
+            .arg(pipeline)
+            .arg(trace)
             .current_dir(root())
             .stdin(Stdio::null())
             .stdout(
@@ -287,9 +310,8 @@ fn output_that_cannot_be_written_fails_the_run() {
         let run = wait_with_watchdog(child, "sf-launch");
         assert_eq!(run.status.code(), Some(1), "{handler}: {run:?}");
         assert!(
-            run.stderr.contains(&format!(
-                ": {handler}: finished with 1 failed writes to standard output (first: No space left on device (os error 28))\n"
-            )),
+            run.stderr
+                .contains(&format!(": {handler}: finished with {what}\n")),
             "{}",
             run.stderr
         );

@@ -155,3 +155,43 @@ fn in_process_usage_errors_are_reported() {
         run.stderr
     );
 }
+
+#[test]
+fn in_process_takes_handler_key_variables_and_fails_on_lost_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = shared().join("traces/k8s_small.sf");
+    // No SF_HANDLER_NAME: the name comes from the binary, and STATS_TOP still applies.
+    let run = in_process(dir.path(), "stats", &[("STATS_TOP", "1")], &[&k8s]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        parse_stats_top(&run.stdout, "file").len(),
+        1,
+        "{}",
+        run.stdout
+    );
+    // Output that cannot be written: exit 4, as a handler process under the launcher.
+    let child = Command::new(handler_exe("printer"))
+        .env("SF_TEST_TAG", dir.path())
+        .arg("--in-process")
+        .arg(root().join("resources/traces/tcp.sf"))
+        .stdin(Stdio::null())
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = wait_with_watchdog(child, "printer");
+    assert_eq!(run.status.code(), Some(4), "{run:?}");
+    assert!(
+        run.stderr.contains(
+            ": finished with 1 failed writes to standard output (first: No space left on device (os error 28))\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_clean(dir.path());
+}

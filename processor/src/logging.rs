@@ -121,6 +121,50 @@ pub fn stdout_errors() -> Option<(u64, String)> {
     (e.0 > 0).then(|| e.clone())
 }
 
+/// Failed writes of a handler's own output (a file, or stdout through its own buffer), and
+/// the first error.
+static OUTPUT_ERRORS: Mutex<(u64, String)> = Mutex::new((0, String::new()));
+
+/// Logs a failed write of a handler's own output (`what`: where it writes, e.g. `standard
+/// output` or a file name) and counts it, so that the process's exit status says its output
+/// is incomplete (see [`output_errors`]). For writes that do not go through a handler method
+/// (whose errors are counted anyway), such as a final flush in `cleanup()`.
+pub fn output_error(what: &str, e: &std::io::Error) {
+    log::error!("{what}: {e}");
+    if let Ok(mut errors) = OUTPUT_ERRORS.lock() {
+        errors.0 += 1;
+        if errors.1.is_empty() {
+            errors.1 = format!("{what}: {e}");
+        }
+    }
+}
+
+/// How many failed writes [`output_error`] counted, with the first one; `None` when none.
+pub fn output_errors() -> Option<(u64, String)> {
+    let e = OUTPUT_ERRORS.lock().ok()?;
+    (e.0 > 0).then(|| e.clone())
+}
+
+/// Everything that makes a handler process's output incomplete, as one phrase for its final
+/// error line (`2 handler errors and 1 failed writes to standard output (first: …)`), or
+/// `None`: handler errors (`handler_errors`), failed log writes to standard output
+/// ([`stdout_errors`]) and failed output writes ([`output_errors`]).
+pub fn output_problems(handler_errors: u64) -> Option<String> {
+    let mut problems = Vec::new();
+    if handler_errors > 0 {
+        problems.push(format!("{handler_errors} handler errors"));
+    }
+    if let Some((n, first)) = stdout_errors() {
+        problems.push(format!(
+            "{n} failed writes to standard output (first: {first})"
+        ));
+    }
+    if let Some((n, first)) = output_errors() {
+        problems.push(format!("{n} failed output writes (first: {first})"));
+    }
+    (!problems.is_empty()).then(|| problems.join(" and "))
+}
+
 /// Writes `bytes` (whole lines: a table, a report) to standard output in one write, after the
 /// log lines buffered so far, so that they keep their order; a failure counts in
 /// [`stdout_errors`] as a log line's would.

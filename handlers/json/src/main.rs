@@ -318,7 +318,8 @@ impl Handler for Json {
         if let Some(out) = self.out.as_mut()
             && let Err(e) = out.flush()
         {
-            log::error!("json: {}: {e}", self.target);
+            // The last lines are lost: the exit status must say so.
+            handler_sdk::logging::output_error(&format!("json: {}", self.target), &e);
         }
         log::debug!("json: {} lines written to {}", self.lines, self.target);
     }
