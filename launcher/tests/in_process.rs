@@ -170,21 +170,10 @@ fn in_process_takes_handler_key_variables_and_fails_on_lost_output() {
         run.stdout
     );
     // Output that cannot be written: exit 4, as a handler process under the launcher.
-    let child = Command::new(handler_exe("printer"))
-        .env("SF_TEST_TAG", dir.path())
-        .arg("--in-process")
-        .arg(root().join("resources/traces/tcp.sf"))
-        .stdin(Stdio::null())
-        .stdout(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/full")
-                .unwrap(),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = wait_with_watchdog(child, "printer");
+    let mut cmd = Command::new(handler_exe("printer"));
+    cmd.arg("--in-process")
+        .arg(root().join("resources/traces/tcp.sf"));
+    let run = run_into_dev_full(cmd, dir.path(), "printer");
     assert_eq!(run.status.code(), Some(4), "{run:?}");
     assert!(
         run.stderr.contains(

@@ -111,19 +111,41 @@ pub fn check_closed_stdout() {
 }
 
 /// Log writes to standard output that failed (a full disk, `>/dev/full`), and the first error.
-static STDOUT_ERRORS: Mutex<(u64, String)> = Mutex::new((0, String::new()));
+static STDOUT_ERRORS: Tally = Tally::new();
+
+/// A count of failed writes and the first one's text.
+struct Tally(Mutex<(u64, String)>);
+
+impl Tally {
+    const fn new() -> Self {
+        Tally(Mutex::new((0, String::new())))
+    }
+
+    fn add(&self, first: impl FnOnce() -> String) {
+        if let Ok(mut t) = self.0.lock() {
+            t.0 += 1;
+            if t.1.is_empty() {
+                t.1 = first();
+            }
+        }
+    }
+
+    fn get(&self) -> Option<(u64, String)> {
+        let t = self.0.lock().ok()?;
+        (t.0 > 0).then(|| t.clone())
+    }
+}
 
 /// How many log writes to standard output failed, with the first error's text (`No space
 /// left on device (os error 28)`); `None` when every write succeeded. A process's exit status
 /// should say so: its output is incomplete.
 pub fn stdout_errors() -> Option<(u64, String)> {
-    let e = STDOUT_ERRORS.lock().ok()?;
-    (e.0 > 0).then(|| e.clone())
+    STDOUT_ERRORS.get()
 }
 
 /// Failed writes of a handler's own output (a file, or stdout through its own buffer), and
 /// the first error.
-static OUTPUT_ERRORS: Mutex<(u64, String)> = Mutex::new((0, String::new()));
+static OUTPUT_ERRORS: Tally = Tally::new();
 
 /// Logs a failed write of a handler's own output (`what`: where it writes, e.g. `standard
 /// output` or a file name) and counts it, so that the process's exit status says its output
@@ -131,18 +153,12 @@ static OUTPUT_ERRORS: Mutex<(u64, String)> = Mutex::new((0, String::new()));
 /// (whose errors are counted anyway), such as a final flush in `cleanup()`.
 pub fn output_error(what: &str, e: &std::io::Error) {
     log::error!("{what}: {e}");
-    if let Ok(mut errors) = OUTPUT_ERRORS.lock() {
-        errors.0 += 1;
-        if errors.1.is_empty() {
-            errors.1 = format!("{what}: {e}");
-        }
-    }
+    OUTPUT_ERRORS.add(|| format!("{what}: {e}"));
 }
 
 /// How many failed writes [`output_error`] counted, with the first one; `None` when none.
 pub fn output_errors() -> Option<(u64, String)> {
-    let e = OUTPUT_ERRORS.lock().ok()?;
-    (e.0 > 0).then(|| e.clone())
+    OUTPUT_ERRORS.get()
 }
 
 /// Everything that makes a handler process's output incomplete, as one phrase for its final
@@ -180,12 +196,7 @@ fn write_stdout(bytes: &[u8]) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             check_closed_stdout();
         }
-        if let Ok(mut errors) = STDOUT_ERRORS.lock() {
-            errors.0 += 1;
-            if errors.1.is_empty() {
-                errors.1 = e.to_string();
-            }
-        }
+        STDOUT_ERRORS.add(|| e.to_string());
     }
 }
 

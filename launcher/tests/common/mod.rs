@@ -656,3 +656,29 @@ pub fn sigkill_repeatedly(
     }
     (seed, killed)
 }
+
+/// Opens `fifo` for writing, writes `trace` into it and returns the writer, still open: the
+/// reader has the whole trace and waits for more, as with a live input.
+pub fn feed_fifo(fifo: &Path, trace: &Path) -> std::fs::File {
+    let mut writer = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    std::io::Write::write_all(&mut writer, &std::fs::read(trace).unwrap()).unwrap();
+    writer
+}
+
+/// Runs `cmd` (tagged with `tag`) with its standard output on /dev/full, where every write
+/// fails with ENOSPC, under the watchdog.
+pub fn run_into_dev_full(mut cmd: Command, tag: &Path, what: &str) -> Run {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let child = cmd
+        .env("SF_TEST_TAG", tag)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_with_watchdog(child, what)
+}
