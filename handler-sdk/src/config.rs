@@ -15,6 +15,12 @@
 //! - the attribute is the rest of the name, lower-cased (`ALERT_FILE` sets `file`,
 //!   `PROBE_SLEEP_US` sets `sleep_us`); if the block has no such key but has the key with
 //!   each `_` written `.`, that dotted key is set (the reference's rule for dotted names);
+//! - a block of one of the reference's built-in processors without a `handler` key
+//!   (`"processor": "policyengine"`, `"exporter"`: see
+//!   [`IMPLIED_HANDLERS`](sf_processor::pipeline::IMPLIED_HANDLERS)) is named by its
+//!   processor, so its prefix is the processor's name, and every `_` of the rest stands for
+//!   `.`, as in the reference's plugin cache: `POLICYENGINE_MODE` sets `mode`,
+//!   `EXPORTER_SYSLOG_HOST` sets `syslog.host`, `EXPORTER_FILE_PATH` sets `file.path`;
 //! - the value is the variable's value, as a JSON string: [`HandlerConfig::parse`] converts
 //!   it where the handler's type asks for a number, a boolean, a list (`ALERT_RULES='[...]'`)
 //!   or an object;
@@ -28,6 +34,7 @@
 use serde_json::Value;
 use sf_processor::handler::{HandlerConfig, env};
 use sf_processor::logging::LOG_ENV;
+use sf_processor::pipeline::IMPLIED_HANDLERS;
 
 /// The pipeline's own environment variables, which are never overrides.
 const PIPELINE_VARS: [&str; 11] = [
@@ -80,6 +87,17 @@ where
     I: IntoIterator<Item = (String, String)>,
 {
     let prefix = env_prefix(&config.name);
+    // A built-in processor's block (no `handler` key): every `_` of the rest is a `.`.
+    let processor_block = !config.attributes.contains_key("handler")
+        && config
+            .attributes
+            .get("processor")
+            .and_then(Value::as_str)
+            .is_some_and(|p| {
+                IMPLIED_HANDLERS
+                    .iter()
+                    .any(|(name, _)| *name == p && *name == config.name)
+            });
     let mut set = Vec::new();
     for (var, value) in vars {
         if PIPELINE_VARS.contains(&var.as_str()) {
@@ -93,12 +111,13 @@ where
             continue;
         }
         let dotted = rest.replace('_', ".");
-        let key =
-            if !config.attributes.contains_key(rest) && config.attributes.contains_key(&dotted) {
-                dotted
-            } else {
-                rest.to_owned()
-            };
+        let key = if processor_block
+            || (!config.attributes.contains_key(rest) && config.attributes.contains_key(&dotted))
+        {
+            dotted
+        } else {
+            rest.to_owned()
+        };
         config.attributes.insert(key.clone(), Value::String(value));
         set.push((key, var));
     }
@@ -158,6 +177,37 @@ mod tests {
             Value::Object(c.attributes),
             json!({"es.addresses": "y", "top_n": "2"})
         );
+    }
+
+    #[test]
+    fn a_processor_block_is_named_by_its_processor_and_every_underscore_is_a_dot() {
+        let block = json!({"processor": "exporter", "in": "evt eventchan", "export": "syslog"});
+        let mut c = config("exporter", block);
+        let set = apply_env_overrides(
+            &mut c,
+            vars(&[
+                ("EXPORTER_SYSLOG_HOST", "10.0.0.1"),
+                ("EXPORTER_FILE_PATH", "/tmp/x"),
+                ("EXPORTER_EXPORT", "file"),
+                ("POLICYENGINE_MODE", "no: another block"),
+            ]),
+        );
+        assert_eq!(
+            set,
+            vars(&[
+                ("syslog.host", "EXPORTER_SYSLOG_HOST"),
+                ("file.path", "EXPORTER_FILE_PATH"),
+                ("export", "EXPORTER_EXPORT")
+            ])
+        );
+        assert_eq!(c.attributes["syslog.host"], "10.0.0.1");
+        // A block that names its handler keeps the handler's rule.
+        let mut c = config(
+            "alert",
+            json!({"processor": "exporter", "handler": "alert"}),
+        );
+        apply_env_overrides(&mut c, vars(&[("ALERT_MAX_RATE", "5")]));
+        assert_eq!(c.attributes["max_rate"], "5");
     }
 
     #[test]

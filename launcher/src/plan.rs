@@ -190,7 +190,7 @@ fn find_handler(block: &HandlerBlock, pipeline: &Pipeline, dir: &Path) -> anyhow
         }
         return Ok(path);
     }
-    let file = format!("{HANDLER_BIN_PREFIX}{}", block.handler);
+    let file = format!("{HANDLER_BIN_PREFIX}{}", block.binary);
     let beside = dir.join(&file);
     if is_executable(&beside) {
         return Ok(beside);
@@ -205,9 +205,18 @@ fn find_handler(block: &HandlerBlock, pipeline: &Pipeline, dir: &Path) -> anyhow
     }
     let known = known_handlers(dir);
     bail!(
-        "{}: unknown handler {:?}: no executable {file:?} next to sf-launch ({}) or on PATH; build or install it, or set \"binary\" in the block to its path{}",
-        at("handler"),
-        block.handler,
+        "{}: unknown handler {:?}{}: no executable {file:?} next to sf-launch ({}) or on PATH; build or install it, or set \"binary\" in the block to its path{}",
+        if block.binary == block.handler {
+            at("handler")
+        } else {
+            at("processor")
+        },
+        block.binary,
+        if block.binary == block.handler {
+            String::new()
+        } else {
+            format!(" (processor {:?})", block.processor)
+        },
         dir.display(),
         if known.is_empty() {
             String::new()

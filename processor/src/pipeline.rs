@@ -4,9 +4,21 @@
 //! {"pipeline":[{"processor":"sysflowreader","handler":"printer","in":"sysflow sysflowchan"}]}
 //! ```
 //!
-//! Each block of `pipeline` with a `handler` becomes one handler process. Every key of the
-//! block is handed to the handler as its configuration. The optional `drivers` section is kept
-//! as is for the reader.
+//! Each block of `pipeline` becomes one handler process. Every key of the block is handed to
+//! the handler as its configuration. The optional `drivers` section is kept as is for the
+//! reader.
+//!
+//! # The reference's processors
+//!
+//! As in the reference, the blocks of its built-in processors need no `handler` key: the
+//! processor names the handler ([`IMPLIED_HANDLERS`]: `"processor": "policyengine"` runs
+//! `sf-handler-policy`, `"processor": "exporter"` runs `sf-handler-exporter`), and the block
+//! is named by its processor in messages, `ctl` and environment overrides
+//! (`POLICYENGINE_MODE`). The reference's reader block,
+//! `{"processor": "sysflowreader", "handler": "flattener", "out": "flat flattenerchan"}`, is
+//! the reader itself ([`ReaderBlock`]): the flat record is an internal format of the
+//! reference, and our context already carries every attribute, so it starts no process; its
+//! `out` channel is the reader's channel.
 //!
 //! # Chaining
 //!
@@ -30,15 +42,38 @@ use serde_json::{Map, Value};
 
 use crate::handler::HandlerConfig;
 
+/// Processors whose blocks need no `handler` key, with the handler each runs (its binary is
+/// `sf-handler-<handler>`): the reference's built-in policy engine and exporter.
+pub const IMPLIED_HANDLERS: [(&str, &str); 2] =
+    [("policyengine", "policy"), ("exporter", "exporter")];
+
+/// The reference's reader block with its `flattener` handler: the processor and handler names.
+pub const FLATTENER: (&str, &str) = ("sysflowreader", "flattener");
+
 /// A parsed pipeline file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     /// Where it was read from.
     pub source: PathBuf,
-    /// The handler blocks, in file order.
+    /// The handler blocks, in file order (without the reader's [`ReaderBlock`]).
     pub handlers: Vec<HandlerBlock>,
+    /// The reference's reader block (`"handler": "flattener"`), if the file has one.
+    pub reader: Option<ReaderBlock>,
     /// The `drivers` section, if any.
     pub drivers: Option<Value>,
+}
+
+/// The reference's reader block, `{"processor": "sysflowreader", "handler": "flattener",
+/// "in": "sysflow sysflowchan", "out": "flat flattenerchan"}`: the reader, not a handler
+/// process. Its `out` channel is the channel the reader writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReaderBlock {
+    /// Position in the `pipeline` array.
+    pub index: usize,
+    /// The `out` key (`"flat flattenerchan"`), if any.
+    pub output: Option<String>,
+    /// The whole block.
+    pub attributes: Map<String, Value>,
 }
 
 /// One handler block of `pipeline`.
@@ -48,8 +83,13 @@ pub struct HandlerBlock {
     pub index: usize,
     /// The `processor` key (`"sysflowreader"` in the reference format).
     pub processor: String,
-    /// The `handler` key: the handler's name, which finds its binary.
+    /// The block's name in messages, `ctl` and environment overrides: its `handler` key, or
+    /// for a block of one of the [`IMPLIED_HANDLERS`]' processors without one, the processor
+    /// (`"policyengine"`).
     pub handler: String,
+    /// The handler whose binary runs (`sf-handler-<binary>`): the `handler` key, or the
+    /// processor's implied handler (`"policy"` for `"policyengine"`).
+    pub binary: String,
     /// The `in` key: input channel, e.g. `"sysflow sysflowchan"`.
     pub input: String,
     /// The `out` key: output channel, e.g. `"evt alertchan"`.
@@ -182,6 +222,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
         return Err(shape("pipeline".into(), "no blocks: add one such as {\"processor\":\"sysflowreader\",\"handler\":\"printer\",\"in\":\"sysflow sysflowchan\"}".into()));
     }
     let mut handlers = Vec::new();
+    let mut reader: Option<ReaderBlock> = None;
     for (index, block) in blocks.iter().enumerate() {
         let at = |key: &str| {
             format!(
@@ -206,21 +247,47 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
             }
         };
         let processor = string("processor")?.unwrap_or_default();
-        let Some(handler) = string("handler")? else {
-            return Err(shape(
-                at(""),
-                format!(
-                    "missing key \"handler\"{}: every block names the handler binary to run, e.g. \"handler\": \"printer\"",
-                    if processor.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (processor {processor:?})")
-                    }
-                ),
-            ));
+        let (handler, binary) = match string("handler")? {
+            Some(handler) => (handler.clone(), handler),
+            None => match IMPLIED_HANDLERS.iter().find(|(p, _)| *p == processor) {
+                Some((p, h)) => ((*p).to_owned(), (*h).to_owned()),
+                None => {
+                    return Err(shape(
+                        at(""),
+                        format!(
+                            "missing key \"handler\"{}: every block names the handler binary to run, e.g. \"handler\": \"printer\" (blocks of processor {} need none)",
+                            if processor.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (processor {processor:?})")
+                            },
+                            IMPLIED_HANDLERS
+                                .iter()
+                                .map(|(p, _)| format!("{p:?}"))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ),
+                    ));
+                }
+            },
         };
         if handler.trim().is_empty() {
             return Err(shape(at("handler"), "empty handler name".into()));
+        }
+        if (processor.as_str(), handler.as_str()) == FLATTENER {
+            if reader.is_some() {
+                return Err(shape(
+                    at("handler"),
+                    "a second reader block: a pipeline has one \"flattener\" block".into(),
+                ));
+            }
+            check_reader_block(attrs).map_err(|(key, message)| shape(at(&key), message))?;
+            reader = Some(ReaderBlock {
+                index,
+                output: string("out")?,
+                attributes: attrs.clone(),
+            });
+            continue;
         }
         let input = string("in")?.unwrap_or_else(|| "sysflow sysflowchan".into());
         let output = string("out")?;
@@ -240,6 +307,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
             index,
             processor,
             handler,
+            binary,
             input,
             output,
             upstream: None,
@@ -247,12 +315,54 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
             attributes: attrs.clone(),
         });
     }
-    link(&mut handlers).map_err(|(json_path, message)| shape(json_path, message))?;
+    if handlers.is_empty() {
+        return Err(shape(
+            "pipeline".into(),
+            "no handler block: the reader block needs at least one block reading its channel"
+                .into(),
+        ));
+    }
+    let reader_channel = reader
+        .as_ref()
+        .and_then(|r| r.output.as_deref())
+        .map(|o| channel_parts(o).1.to_owned());
+    link(&mut handlers, reader_channel.as_deref())
+        .map_err(|(json_path, message)| shape(json_path, message))?;
     Ok(Pipeline {
         source: path.to_owned(),
         handlers,
+        reader,
         drivers: root.get("drivers").cloned(),
     })
+}
+
+/// Checks the reader block's own keys: `out` is a channel, and the reference's time-decay rate
+/// filter (`filter.enabled`) is not silently ignored. Errors are (key, message).
+fn check_reader_block(attrs: &Map<String, Value>) -> Result<(), (String, String)> {
+    if let Some(out) = attrs.get("out") {
+        match out.as_str() {
+            Some(o) if o.split_whitespace().count() == 2 => {}
+            _ => {
+                return Err((
+                    "out".into(),
+                    format!(
+                        "expected \"<type> <channel>\" (two words, e.g. \"flat flattenerchan\"), found {out}"
+                    ),
+                ));
+            }
+        }
+    }
+    match attrs.get("filter.enabled").map(|v| v.as_str()) {
+        None | Some(Some("off")) => Ok(()),
+        Some(Some("on")) => Err((
+            "filter.enabled".into(),
+            "the reference's rate filter (\"filter.enabled\": \"on\", with \"filter.maxage\") is not supported: every record is passed on; remove the key or set it to \"off\"".into(),
+        )),
+        Some(_) => Err((
+            "filter.enabled".into(),
+            "expected \"on\" or \"off\"".into(),
+        )),
+    }
 }
 
 /// `("sysflow", "sysflowchan")` from `"sysflow sysflowchan"` (checked to be two words).
@@ -262,8 +372,9 @@ fn channel_parts(spec: &str) -> (&str, &str) {
 }
 
 /// Joins the blocks by channel (`upstream`, `downstream`) and checks that they form a tree
-/// fed by the reader. Errors are (JSON path, message).
-fn link(blocks: &mut [HandlerBlock]) -> Result<(), (String, String)> {
+/// fed by the reader, whose channel is `reader_channel` (the reader block's `out`) or, without
+/// a reader block, the first `in` nobody produces. Errors are (JSON path, message).
+fn link(blocks: &mut [HandlerBlock], reader_channel: Option<&str>) -> Result<(), (String, String)> {
     let path = |i: usize, key: &str| format!("pipeline[{}].{key}", blocks[i].index);
     // Who produces each channel.
     let mut producer: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -282,11 +393,23 @@ fn link(blocks: &mut [HandlerBlock]) -> Result<(), (String, String)> {
         }
         producer.insert(channel, i);
     }
-    // The reader's channel: the first `in` nobody produces.
-    let reader = blocks
-        .iter()
-        .map(HandlerBlock::input_channel)
-        .find(|c| !producer.contains_key(c));
+    // The reader's channel: the reader block's, or the first `in` nobody produces.
+    if let Some(channel) = reader_channel
+        && let Some(&p) = producer.get(channel)
+    {
+        return Err((
+            path(p, "out"),
+            format!(
+                "channel {channel:?} is the reader's (the \"out\" of its \"flattener\" block): a channel has one producer"
+            ),
+        ));
+    }
+    let reader = reader_channel.or_else(|| {
+        blocks
+            .iter()
+            .map(HandlerBlock::input_channel)
+            .find(|c| !producer.contains_key(c))
+    });
     let mut upstream = vec![None; blocks.len()];
     for (i, b) in blocks.iter().enumerate() {
         let channel = b.input_channel();
@@ -468,6 +591,81 @@ mod tests {
         );
     }
 
+    /// The reference's production pipeline (`resources/pipelines/pipeline.local.json` of
+    /// sf-processor): a flattener reader block, then blocks without `handler`.
+    const REFERENCE_LOCAL: &str = r#"{"pipeline":[
+        {"processor":"sysflowreader","handler":"flattener","in":"sysflow sysflowchan","out":"flat flattenerchan"},
+        {"processor":"policyengine","in":"flat flattenerchan","out":"evt eventchan","policies":"/etc/sysflow/policies","mode":"alert"},
+        {"processor":"exporter","in":"evt eventchan","export":"syslog","format":"json"}]}"#;
+
+    #[test]
+    fn the_reference_pipeline_runs_its_processors_and_the_flattener_is_the_reader() {
+        let p = parse(REFERENCE_LOCAL, Path::new("p.json")).unwrap();
+        let blocks: Vec<(&str, &str, usize, Option<usize>, Vec<usize>)> = p
+            .handlers
+            .iter()
+            .map(|b| {
+                (
+                    b.handler.as_str(),
+                    b.binary.as_str(),
+                    b.index,
+                    b.upstream,
+                    b.downstream.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                ("policyengine", "policy", 1, None, vec![1]),
+                ("exporter", "exporter", 2, Some(0), vec![])
+            ]
+        );
+        let reader = p.reader.unwrap();
+        assert_eq!(
+            (reader.index, reader.output.as_deref()),
+            (0, Some("flat flattenerchan"))
+        );
+        // The block is named by its processor (messages, ctl, POLICYENGINE_MODE).
+        assert_eq!(p.handlers[0].config().name, "policyengine");
+    }
+
+    #[test]
+    fn reader_block_errors_name_the_key() {
+        let with_reader = |reader: &str| {
+            format!(
+                r#"{{"pipeline":[{reader},{{"processor":"policyengine","in":"flat flattenerchan"}}]}}"#
+            )
+        };
+        assert_eq!(
+            err(&with_reader(
+                r#"{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan","filter.enabled":"on"}"#
+            )),
+            "p.json: pipeline[0].filter.enabled: the reference's rate filter (\"filter.enabled\": \"on\", with \"filter.maxage\") is not supported: every record is passed on; remove the key or set it to \"off\""
+        );
+        // "off" is the reference's default: accepted.
+        parse(
+            &with_reader(
+                r#"{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan","filter.enabled":"off"}"#,
+            ),
+            Path::new("p.json"),
+        )
+        .unwrap();
+        // A handler reading another channel than the reader's.
+        assert_eq!(
+            err(
+                r#"{"pipeline":[{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan"},{"processor":"policyengine","in":"flat otherchan"}]}"#
+            ),
+            "p.json: pipeline[1].in: no block has channel \"otherchan\" as its \"out\" (the reader writes \"flattenerchan\")"
+        );
+        assert_eq!(
+            err(
+                r#"{"pipeline":[{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan"}]}"#
+            ),
+            "p.json: pipeline: no handler block: the reader block needs at least one block reading its channel"
+        );
+    }
+
     #[test]
     fn errors_name_file_and_path() {
         assert_eq!(
@@ -484,7 +682,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"pipeline":[{"handler":"printer"},{"processor":"sysflowreader"}]}"#),
-            "p.json: pipeline[1]: missing key \"handler\" (processor \"sysflowreader\"): every block names the handler binary to run, e.g. \"handler\": \"printer\""
+            "p.json: pipeline[1]: missing key \"handler\" (processor \"sysflowreader\"): every block names the handler binary to run, e.g. \"handler\": \"printer\" (blocks of processor \"policyengine\" or \"exporter\" need none)"
         );
         assert_eq!(
             err(r#"{"pipeline":[{"handler":7}]}"#),
