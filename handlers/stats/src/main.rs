@@ -19,6 +19,10 @@
 //! executable (a process that execs another program gets a second row); its bytes are the
 //! sums of `numRRecvBytes` (read) and `numWSendBytes` (written) of its file flows, or of its
 //! network flows. See `README.md` for the pipeline block.
+//!
+//! It is stateful: its counts are its snapshot (`Handler::snapshot`), which the launcher
+//! keeps, so a `stats` killed or restarted mid-run (or while printing its final tables)
+//! prints the tables a never-killed one would.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +45,7 @@ impl Default for Config {
 }
 
 /// Bytes read and written.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Bytes {
     read: u64,
     written: u64,
@@ -54,7 +58,7 @@ impl Bytes {
 }
 
 /// Bytes per process: host PID, then one entry per executable seen with that PID.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PerProcess(HashMap<i64, Vec<(String, Bytes)>>);
 
 impl PerProcess {
@@ -91,13 +95,20 @@ impl PerProcess {
     }
 }
 
+/// What the handler counts: its snapshot (kept by the launcher across restarts, so tables
+/// after a crash are those of a handler never killed).
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Counts {
+    /// Records per [`RecordKind`], indexed like `RecordKind::ALL`.
+    records: [u64; 12],
+    file: PerProcess,
+    network: PerProcess,
+}
+
 /// The stats handler.
 #[derive(Debug, Default)]
 struct Stats {
-    /// Records per [`RecordKind`], indexed like `RecordKind::ALL`.
-    counts: [u64; 12],
-    file: PerProcess,
-    network: PerProcess,
+    counts: Counts,
     top: usize,
     /// Set by SIGUSR1: print the tables at the next record or idle tick.
     report: Arc<AtomicBool>,
@@ -105,7 +116,7 @@ struct Stats {
 
 impl Stats {
     fn count(&mut self, kind: RecordKind) -> HandlerResult {
-        self.counts[kind as usize] += 1;
+        self.counts.records[kind as usize] += 1;
         self.report_if_asked();
         Ok(())
     }
@@ -125,7 +136,7 @@ impl Stats {
     fn tables(&self) -> String {
         let mut out = String::from("stats: records received\n");
         for kind in RecordKind::ALL {
-            let n = self.counts[kind as usize];
+            let n = self.counts.records[kind as usize];
             if n > 0 {
                 out.push_str(&format!("{:<14}{n:>10}\n", kind.name()));
             }
@@ -133,10 +144,13 @@ impl Stats {
         out.push_str(&format!(
             "{:<14}{:>10}\n",
             "total",
-            self.counts.iter().sum::<u64>()
+            self.counts.records.iter().sum::<u64>()
         ));
         if self.top > 0 {
-            for (what, table) in [("file", &self.file), ("network", &self.network)] {
+            for (what, table) in [
+                ("file", &self.counts.file),
+                ("network", &self.counts.network),
+            ] {
                 out.push_str(&format!(
                     "stats: top {} processes by {what} bytes\n{:>14} {:>14} {:>14} {:>8}  exe\n",
                     self.top, "total", "read", "written", "pid"
@@ -194,7 +208,8 @@ impl Handler for Stats {
     }
     fn handle_file_flow(&mut self, ctx: &Context<'_>, ff: &FileFlow) -> HandlerResult {
         let (pid, exe) = process(ctx, &ff.proc_oid);
-        self.file
+        self.counts
+            .file
             .add(pid, exe, ff.num_r_recv_bytes, ff.num_w_send_bytes);
         self.count(RecordKind::FileFlow)
     }
@@ -203,7 +218,8 @@ impl Handler for Stats {
     }
     fn handle_network_flow(&mut self, ctx: &Context<'_>, nf: &NetworkFlow) -> HandlerResult {
         let (pid, exe) = process(ctx, &nf.proc_oid);
-        self.network
+        self.counts
+            .network
             .add(pid, exe, nf.num_r_recv_bytes, nf.num_w_send_bytes);
         self.count(RecordKind::NetworkFlow)
     }
@@ -216,6 +232,15 @@ impl Handler for Stats {
 
     fn idle(&mut self) {
         self.report_if_asked();
+    }
+
+    fn snapshot(&mut self) -> SnapshotResult {
+        handler_sdk::snapshot::encode(&self.counts).map(Some)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> HandlerResult {
+        self.counts = handler_sdk::snapshot::decode(snapshot)?;
+        Ok(())
     }
 
     fn cleanup(&mut self) {
@@ -257,13 +282,33 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_snapshot_gives_the_same_tables() {
+        let mut s = Stats {
+            top: 3,
+            ..Default::default()
+        };
+        s.counts.records[RecordKind::NetworkFlow as usize] = 5;
+        s.counts.network.add(42, "/usr/bin/curl", 100, 7);
+        s.counts.file.add(7, "/bin/sh", 1, 2);
+        let bytes = s.snapshot().unwrap().expect("stats keeps state");
+        let mut t = Stats {
+            top: 3,
+            ..Default::default()
+        };
+        t.restore(&bytes).unwrap();
+        assert_eq!(t.counts, s.counts);
+        assert_eq!(t.tables(), s.tables());
+        assert!(t.restore(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
     fn tables_keep_the_counts_format_and_add_process_tables() {
         let mut s = Stats {
             top: 2,
             ..Default::default()
         };
-        s.counts[RecordKind::FileFlow as usize] = 3;
-        s.file.add(16681, "/bin/cat", 761, 761);
+        s.counts.records[RecordKind::FileFlow as usize] = 3;
+        s.counts.file.add(16681, "/bin/cat", 761, 761);
         assert_eq!(
             s.tables(),
             "stats: records received\n\
