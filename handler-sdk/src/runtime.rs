@@ -591,9 +591,12 @@ impl Committer {
 ///
 /// **Delivery.** Records are acknowledged to the producer only after a commit
 /// ([`Handler::commit`], the process's log lines, the output rings, and for a stateful
-/// handler its [`Handler::snapshot`]), in batches: after `commit_records` records [20,000]
-/// or `commit_ms` milliseconds [1,000] (block keys), when the unacknowledged records fill
-/// half of the ring, when idle, and at the end of the input, before `cleanup()`. A handler
+/// handler its [`Handler::snapshot`]), in batches: after `commit_records` records (default
+/// [`DEFAULT_COMMIT_RECORDS`]) or `commit_ms` milliseconds (default [`DEFAULT_COMMIT_MS`])
+/// (block keys), when the unacknowledged records fill half of the ring, when idle, and at
+/// the end of the input, before `cleanup()`; a stateful handler by default only when 7/8 of
+/// its ring wait, after `commit_ms`, and when its input pauses (each commit costs it a
+/// snapshot). A handler
 /// started after a crash resumes after the last acknowledged record, so it may see again
 /// the records of one batch (at-least-once: [`Context::seq`](crate::Context::seq) tells them
 /// apart), never fewer. Before that first record it rebuilds its entity tables from the

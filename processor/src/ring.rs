@@ -56,6 +56,11 @@
 //! - The consumer reads `write_pos` with an Acquire load only when its cached copy is exhausted,
 //!   and publishes `read_pos` with a Release store in batches, always before it sleeps and as
 //!   soon as the sleeping producer can make progress.
+//! - A consumer that holds acknowledgements back ([`Consumer::hold_acknowledgements`], the
+//!   handler SDK's, which acknowledges only what its handler made durable) releases frames
+//!   only on [`Consumer::commit`]: `read_pos` is then the last commit, where a restarted
+//!   consumer resumes, while `inflight_seq`, `handled_seq` and `handled_count` still follow
+//!   every frame (progress, for the launcher's watchdog and poison detection).
 //! - A side with nothing to do spins briefly, yields a few times, then sleeps on a futex (a
 //!   non-private one: the word is shared between processes) with a timeout. The waiter loads the
 //!   futex word (epoch), raises its sleeping flag, issues a SeqCst fence and re-checks its
@@ -1427,7 +1432,9 @@ impl Consumer {
 
     /// Returns the next frame, waiting up to `timeout` (`None`: forever) while the ring is
     /// empty: spinning briefly, then sleeping on the futex. The frame returned before is
-    /// released (its space may be reused) by this call; the borrow of `self` enforces it.
+    /// released (its space may be reused) by this call, unless acknowledgements are held
+    /// back ([`Consumer::hold_acknowledgements`]); the borrow of `self` ends its use either
+    /// way.
     ///
     /// Returns [`Next::Aborted`] as soon as the ring is aborted, even with frames left, and
     /// [`Next::Closed`] once the producer closed the ring and every frame was read.
