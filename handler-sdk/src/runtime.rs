@@ -261,6 +261,9 @@ struct CommitPolicy {
     /// stateful handler) trigger a commit, so the producer has room while the handler
     /// keeps up with it.
     capacity: u64,
+    /// The block's `"overflow": "drop"`: the producer drops what does not fit, so held
+    /// frames must not eat the ring (a commit once a quarter of it waits).
+    drop: bool,
 }
 
 /// Default of the block key `commit_records` for a stateless handler: the duplicates a crash
@@ -286,12 +289,15 @@ impl CommitPolicy {
             commit_records: Option<u64>,
             #[serde(default)]
             commit_ms: Option<u64>,
+            #[serde(default)]
+            overflow: Option<serde_json::Value>,
         }
         let keys: Keys = config.parse().map_err(|e| RunError::Init(e.to_string()))?;
         Ok(CommitPolicy {
             records: keys.commit_records.map(|n| n.max(1)),
             interval: Duration::from_millis(keys.commit_ms.unwrap_or(DEFAULT_COMMIT_MS)),
             capacity: ring_capacity as u64,
+            drop: keys.overflow.as_ref().and_then(serde_json::Value::as_str) == Some("drop"),
         })
     }
 }
@@ -421,7 +427,9 @@ impl Committer {
             None if stateful => u64::MAX,
             None => DEFAULT_COMMIT_RECORDS,
         };
-        let bytes = if stateful {
+        let bytes = if self.policy.drop {
+            self.policy.capacity / 4
+        } else if stateful {
             self.policy.capacity / 8 * 7
         } else {
             self.policy.capacity / 2
