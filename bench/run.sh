@@ -21,8 +21,11 @@
 # pipeline (`sf-launch --socket`, no collector) over IDLE_S seconds, utime+stime of the
 # launcher and all its children from /proc/PID/stat.
 #
-#   bench/run.sh                          # all three, about 15 minutes on 2 cores
-#   BENCH=ring bench/run.sh               # only the ring (BENCH=decode, pipeline, idle: only those)
+# Delivery (bench/commit.sh): the CPU time handlers spend in commits and snapshots per million
+# records with the default settings, against the CPU of the whole pipeline (json, stats).
+#
+#   bench/run.sh                          # all of them, about 17 minutes on 2 cores
+#   BENCH=ring bench/run.sh               # only the ring (BENCH=decode, pipeline, idle, commit: only those)
 #   RECORDS=1000000 CODEC=null RUNS=3 RING_FRAMES=5000000 RING_RUNS=3 PIPE_RUNS=3 bench/run.sh
 #
 # Timing is wall-clock: on a shared machine, run it when it is quiet and quote the medians.
@@ -41,9 +44,9 @@ IDLE_S=${IDLE_S:-10}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 case $BENCH in
-all | decode | ring | pipeline | idle) ;;
+all | decode | ring | pipeline | idle | commit) ;;
 *)
-    echo "BENCH must be all, decode, ring, pipeline or idle" >&2
+    echo "BENCH must be all, decode, ring, pipeline, idle or commit" >&2
     exit 2
     ;;
 esac
@@ -77,6 +80,10 @@ fi
 
 if [[ $BENCH == all || $BENCH == pipeline || $BENCH == idle ]]; then
     . "$(dirname "$0")/idle.sh"
+fi
+
+if [[ $BENCH == all || $BENCH == commit ]]; then
+    . "$(dirname "$0")/commit.sh"
 fi
 
 if [[ $BENCH == all || $BENCH == ring ]]; then

@@ -45,8 +45,13 @@
 //!   record by itself; downstream, [`Context::policies`] lists them. A handler without
 //!   `"out"` is unchanged.
 //! - **Idle time.** [`Handler::idle`] is called when no record waits (each time the handler
-//!   catches up with the reader, then every 200 ms or so), for work such as flushing or
-//!   reporting after a signal.
+//!   catches up with the reader, then every 200 ms or so), for work such as reporting after
+//!   a signal.
+//! - **Delivery.** Records are acknowledged only after [`Handler::commit`] made their output
+//!   durable, so a restarted process redoes what was not (at-least-once, duplicates bounded
+//!   by one batch, never a gap); a stateful handler's [`Handler::snapshot`] is kept by the
+//!   launcher and given back to a restarted process ([`Handler::restore`], helpers in
+//!   [`snapshot`]), so its results are those of a process never killed.
 //!
 //! The guide in this crate's `README.md` walks from `cargo new` to a running handler.
 #![deny(missing_docs)]
@@ -54,15 +59,19 @@
 pub mod config;
 #[cfg(feature = "in-process")]
 pub mod in_process;
+pub mod output;
 mod runtime;
+pub mod snapshot;
 
 pub use runtime::{
-    ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS,
-    ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ, RunError, run, run_with_shutdown,
+    DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD,
+    ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS, ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ,
+    ENV_SNAPSHOT_FD, RunError, run, run_with_shutdown,
 };
 pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
     ConfigError, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, HandlerResult,
+    SnapshotResult,
 };
 
 /// The process's log (the reference format, on standard output and error) and [`print`](
@@ -89,5 +98,6 @@ pub mod prelude {
     };
     pub use crate::{
         Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult, Policy,
+        SnapshotResult,
     };
 }

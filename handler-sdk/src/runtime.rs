@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sf_processor::chain::Emission;
 use sf_processor::codec;
@@ -17,12 +17,15 @@ use sf_processor::journal::JournalReader;
 use sf_processor::logging;
 use sf_processor::publish::{Overflow, Publisher, Target};
 use sf_processor::ring::{Consumer, Next, Producer, RingSegment};
+use sf_processor::snapshot::SnapshotStore;
 use sf_processor::tables::MissingCounts;
 
 /// Environment variable holding the number of the inherited ring file descriptor.
 pub const ENV_RING_FD: &str = env::RING_FD;
 /// Environment variable holding the number of the inherited entity-journal descriptor.
 pub const ENV_JOURNAL_FD: &str = env::JOURNAL_FD;
+/// Environment variable holding the number of the inherited snapshot-store descriptor.
+pub const ENV_SNAPSHOT_FD: &str = env::SNAPSHOT_FD;
 /// Environment variable holding the handler's name (its `handler` key).
 pub const ENV_NAME: &str = env::NAME;
 /// Environment variable holding the handler's pipeline block as JSON.
@@ -246,14 +249,368 @@ fn write_dead_letter(skip: &Skip, name: &str, record: &sf_processor::model::Reco
     }
 }
 
+/// When the SDK commits (the block keys `commit_records`, `commit_ms`; the ring's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CommitPolicy {
+    /// Records handled since the last commit that trigger one (`None`: the default, which
+    /// depends on whether the handler keeps state).
+    records: Option<u64>,
+    /// Time since the last commit after which records handled trigger one.
+    interval: Duration,
+    /// The ring's capacity in bytes: unacknowledged bytes past half of it (7/8 for a
+    /// stateful handler) trigger a commit, so the producer has room while the handler
+    /// keeps up with it.
+    capacity: u64,
+    /// The block's `"overflow": "drop"`: the producer drops what does not fit, so held
+    /// frames must not eat the ring (a commit once a quarter of it waits).
+    drop: bool,
+}
+
+/// Default of the block key `commit_records` for a stateless handler: the duplicates a crash
+/// leaves are bounded by this batch. A stateful handler, whose every commit costs a
+/// snapshot of its state, commits by default when 7/8 of its ring wait for an
+/// acknowledgement, after `commit_ms`, and when its input pauses.
+pub const DEFAULT_COMMIT_RECORDS: u64 = 1_000;
+/// Default of the block key `commit_ms`.
+pub const DEFAULT_COMMIT_MS: u64 = 1_000;
+/// Final commits tried at the end of the input before the output counts as lost.
+const FINAL_COMMIT_TRIES: u32 = 5;
+/// First delay before a failed commit is tried again (doubled up to [`MAX_RETRY`]).
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Commit failures are logged at most this often (the first at once).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl CommitPolicy {
+    fn from_config(config: &HandlerConfig, ring_capacity: usize) -> Result<Self, RunError> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            commit_records: Option<u64>,
+            #[serde(default)]
+            commit_ms: Option<u64>,
+            #[serde(default)]
+            overflow: Option<serde_json::Value>,
+        }
+        let keys: Keys = config.parse().map_err(|e| RunError::Init(e.to_string()))?;
+        Ok(CommitPolicy {
+            records: keys.commit_records.map(|n| n.max(1)),
+            interval: Duration::from_millis(keys.commit_ms.unwrap_or(DEFAULT_COMMIT_MS)),
+            capacity: ring_capacity as u64,
+            drop: keys.overflow.as_ref().and_then(serde_json::Value::as_str) == Some("drop"),
+        })
+    }
+}
+
+/// What the commits of one process cost (logged at `debug` when it ends; `bench/run.sh`
+/// reads it): CPU time of the thread (not wall time: a descheduled process is not
+/// charged).
+#[derive(Debug, Default)]
+struct CommitCost {
+    commits: u64,
+    failures: u64,
+    snapshots: u64,
+    snapshot_bytes: u64,
+    cpu: Duration,
+}
+
+/// CPU time of this thread so far.
+fn thread_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
+/// The commits of one handler process: when they are due, retries, snapshots.
+struct Committer {
+    name: String,
+    policy: CommitPolicy,
+    /// Records handled (dispatched or skipped) since the last acknowledgement.
+    pending: u64,
+    last_commit: Instant,
+    /// After a failure: not before this, and the next delay.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    failures_in_a_row: u64,
+    logged_at: Option<Instant>,
+    /// Learnt from the first `snapshot` call (or a restored snapshot).
+    stateful: Option<bool>,
+    /// Sequence number the last snapshot written or restored covers.
+    snapshot_seq: u64,
+    store: Option<SnapshotStore>,
+    warned_no_store: bool,
+    cost: CommitCost,
+}
+
+impl Committer {
+    fn new(name: &str, policy: CommitPolicy, store: Option<SnapshotStore>) -> Self {
+        Committer {
+            name: name.to_owned(),
+            policy,
+            pending: 0,
+            last_commit: Instant::now(),
+            retry_at: None,
+            retry_delay: FIRST_RETRY,
+            failures_in_a_row: 0,
+            logged_at: None,
+            stateful: None,
+            snapshot_seq: 0,
+            store,
+            warned_no_store: false,
+            cost: CommitCost::default(),
+        }
+    }
+
+    /// Gives the handler the snapshot its previous process left, before the first record;
+    /// returns the sequence number it covers (0: none). Counts the state as lost when a
+    /// stateful handler resumes after acknowledged records without one.
+    fn restore<H: Handler>(&mut self, handler: &mut H, acknowledged: u64) -> u64 {
+        let name = self.name.clone();
+        let Some(store) = self.store.as_mut() else {
+            return 0;
+        };
+        let why = match store.latest() {
+            Ok(Some(snap)) => match handler.restore(&snap.data) {
+                Ok(()) => {
+                    log::debug!(
+                        "{name}: state restored from its snapshot of record {} ({} bytes)",
+                        snap.seq,
+                        snap.data.len()
+                    );
+                    self.stateful = Some(true);
+                    self.snapshot_seq = snap.seq;
+                    return snap.seq;
+                }
+                Err(e) => format!(
+                    "its snapshot of record {} cannot be restored: {e}",
+                    snap.seq
+                ),
+            },
+            Ok(None) => "no snapshot of its state was found".to_owned(),
+            Err(e) => format!("its snapshot cannot be read: {e}"),
+        };
+        // Lost only if records were acknowledged and the handler keeps state at all.
+        if acknowledged > 0 && matches!(handler.snapshot(), Ok(Some(_))) {
+            log::error!(
+                "{name}: handler state lost: {why}; the records acknowledged before this restart are not in its results"
+            );
+            if let Err(e) = self
+                .store
+                .as_mut()
+                .map_or(Ok(()), SnapshotStore::mark_state_lost)
+            {
+                log::error!("{name}: {e}");
+            }
+        }
+        0
+    }
+
+    /// Whether to commit on catching up with the producer: a stateless handler always (its
+    /// output goes out while the input pauses, at the cost of a flush), a stateful one only
+    /// when a commit is due anyway (each snapshot costs in proportion to its state); when
+    /// the pause lasts (the next idle tick) both do.
+    fn due_when_idle(&self, consumer: &Consumer) -> bool {
+        self.stateful != Some(true) || self.due_with(consumer, true)
+    }
+
+    /// Whether a commit is due after a record (the clock is read every 256 records).
+    fn due(&self, consumer: &Consumer) -> bool {
+        self.due_with(consumer, self.pending.is_multiple_of(256))
+    }
+
+    fn due_with(&self, consumer: &Consumer, read_clock: bool) -> bool {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return false;
+        }
+        let stateful = self.stateful == Some(true);
+        let records = match self.policy.records {
+            Some(n) => n,
+            None if stateful => u64::MAX,
+            None => DEFAULT_COMMIT_RECORDS,
+        };
+        let bytes = if self.policy.drop {
+            self.policy.capacity / 4
+        } else if stateful {
+            self.policy.capacity / 8 * 7
+        } else {
+            self.policy.capacity / 2
+        };
+        self.pending >= records
+            || consumer.unacknowledged() >= bytes
+            || (read_clock && self.last_commit.elapsed() >= self.policy.interval)
+    }
+
+    /// Makes the output of every record handled so far durable (`Handler::commit`, the log,
+    /// the output rings, the snapshot of a stateful handler), then acknowledges them.
+    /// `force`: even while a failed commit waits for its retry time.
+    fn commit<H: Handler>(
+        &mut self,
+        dispatcher: &mut Dispatcher<H>,
+        consumer: &mut Consumer,
+        outputs: &mut Option<Publisher>,
+        last_seq: u64,
+        force: bool,
+    ) -> Result<(), String> {
+        if consumer.unacknowledged() == 0 && self.pending == 0 {
+            return Ok(());
+        }
+        if !force && self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Err("waiting to retry".into());
+        }
+        let started = thread_cpu();
+        let result = self.make_durable(dispatcher, outputs, last_seq);
+        match &result {
+            Ok(()) => {
+                consumer.commit();
+                self.pending = 0;
+                self.last_commit = Instant::now();
+                self.retry_at = None;
+                self.retry_delay = FIRST_RETRY;
+                if self.failures_in_a_row > 0 {
+                    log::info!(
+                        "{}: commit succeeded after {} failures",
+                        self.name,
+                        self.failures_in_a_row
+                    );
+                }
+                self.failures_in_a_row = 0;
+                self.cost.commits += 1;
+            }
+            Err(e) => {
+                self.cost.failures += 1;
+                self.failures_in_a_row += 1;
+                self.retry_at = Some(Instant::now() + self.retry_delay);
+                self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+                // A handler writing to a closed stdout (`| head`) ends here, as a filter does.
+                logging::check_closed_stdout();
+                if self
+                    .logged_at
+                    .is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY)
+                {
+                    self.logged_at = Some(Instant::now());
+                    log::error!(
+                        "{}: commit failed: {e} ({} in a row; {} records not acknowledged, retrying in {:?})",
+                        self.name,
+                        self.failures_in_a_row,
+                        self.pending,
+                        self.retry_delay
+                    );
+                }
+            }
+        }
+        self.cost.cpu += thread_cpu().saturating_sub(started);
+        result
+    }
+
+    fn make_durable<H: Handler>(
+        &mut self,
+        dispatcher: &mut Dispatcher<H>,
+        outputs: &mut Option<Publisher>,
+        last_seq: u64,
+    ) -> Result<(), String> {
+        dispatcher
+            .handler_mut()
+            .commit()
+            .map_err(|e| e.to_string())?;
+        // The handler's log lines are output too (the printer's are all it has).
+        log::logger().flush();
+        // What was emitted is published before the records it came from are acknowledged.
+        if let Some(out) = outputs {
+            out.flush();
+        }
+        if self.stateful == Some(false) || last_seq <= self.snapshot_seq {
+            return Ok(());
+        }
+        match dispatcher
+            .handler_mut()
+            .snapshot()
+            .map_err(|e| format!("snapshot: {e}"))?
+        {
+            None if self.stateful == Some(true) => {
+                Err("snapshot() returned None from a handler that keeps state".into())
+            }
+            None => {
+                self.stateful = Some(false);
+                Ok(())
+            }
+            Some(data) => {
+                self.stateful = Some(true);
+                let Some(store) = self.store.as_mut() else {
+                    if !self.warned_no_store {
+                        self.warned_no_store = true;
+                        log::warn!(
+                            "{}: no snapshot store (not started by sf-launch?): its state is not kept across restarts",
+                            self.name
+                        );
+                    }
+                    return Ok(());
+                };
+                // Before the acknowledgement: a process killed between the two resumes at
+                // the old position and skips the records the snapshot covers.
+                store.write(last_seq, &data).map_err(|e| e.to_string())?;
+                self.snapshot_seq = last_seq;
+                self.cost.snapshots += 1;
+                self.cost.snapshot_bytes += data.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    /// The commit at the end: tried a few times, with pauses.
+    fn commit_finally<H: Handler>(
+        &mut self,
+        dispatcher: &mut Dispatcher<H>,
+        consumer: &mut Consumer,
+        outputs: &mut Option<Publisher>,
+        last_seq: u64,
+    ) -> Result<(), String> {
+        let mut delay = FIRST_RETRY;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.commit(dispatcher, consumer, outputs, last_seq, true) {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= FINAL_COMMIT_TRIES => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+            }
+        }
+    }
+
+    fn log_cost(&self) {
+        let c = &self.cost;
+        log::debug!(
+            "{}: {} commits ({} failed), {} snapshots ({} bytes), {:.3} ms of CPU in commits",
+            self.name,
+            c.commits,
+            c.failures,
+            c.snapshots,
+            c.snapshot_bytes,
+            c.cpu.as_secs_f64() * 1000.0
+        );
+    }
+}
+
 /// The loop behind [`run`], with the logger left to the caller and a shutdown flag: when
-/// `shutdown` becomes true the handler stops at the next record boundary (within about
-/// 200 ms when idle), runs `cleanup()` and returns.
+/// `shutdown` becomes true the handler stops at the next record boundary, commits and
+/// returns without calling `cleanup()` (the launcher's `ctl restart`: the next process goes
+/// on, and calls it at the end).
 ///
-/// A handler started after a crash resumes after the last record its predecessor
-/// acknowledged (a few records may be seen twice: [`Context::seq`](crate::Context::seq) tells
-/// them apart) and, before that first record, rebuilds its entity tables from the entity
-/// journal, so every record has the context it would have had without the crash.
+/// **Delivery.** Records are acknowledged to the producer only after a commit
+/// ([`Handler::commit`], the process's log lines, the output rings, and for a stateful
+/// handler its [`Handler::snapshot`]), in batches: after `commit_records` records (default
+/// [`DEFAULT_COMMIT_RECORDS`]) or `commit_ms` milliseconds (default [`DEFAULT_COMMIT_MS`])
+/// (block keys), when the unacknowledged records fill half of the ring, when idle, and at
+/// the end of the input, before `cleanup()`; a stateful handler by default only when 7/8 of
+/// its ring wait, after `commit_ms`, and when its input pauses (each commit costs it a
+/// snapshot). A handler
+/// started after a crash resumes after the last acknowledged record, so it may see again
+/// the records of one batch (at-least-once: [`Context::seq`](crate::Context::seq) tells them
+/// apart), never fewer. Before that first record it rebuilds its entity tables from the
+/// entity journal, so every record has the context it would have had without the crash;
+/// a stateful handler first gets its latest snapshot ([`Handler::restore`]), and the records
+/// that snapshot covers are not passed again.
 ///
 /// The handler's `init` receives its pipeline block with the `<HANDLER>_<KEY>` environment
 /// overrides applied (see [`config`](crate::config)); [`Handler::idle`] is called while no
@@ -280,6 +637,7 @@ pub fn run_with_shutdown<H: Handler>(
         )));
     };
     let journal_fd = env_fd(ENV_JOURNAL_FD)?;
+    let snapshot_fd = env_fd(ENV_SNAPSHOT_FD)?;
     let config = env_config()?;
     let name = config.name.clone();
     let skip = env_skip();
@@ -292,6 +650,8 @@ pub fn run_with_shutdown<H: Handler>(
         .map_err(|e| attach(&e))?
         .into_fd();
     let mut consumer = Consumer::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?;
+    consumer.hold_acknowledgements();
+    let policy = CommitPolicy::from_config(&config, consumer.capacity())?;
     let journal = match journal_fd {
         None => None,
         Some(raw) => {
@@ -301,6 +661,17 @@ pub fn run_with_shutdown<H: Handler>(
             Some(JournalReader::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?)
         }
     };
+    let store = match snapshot_fd {
+        None => None,
+        Some(raw) => {
+            let fd = RingSegment::open_inherited(raw)
+                .map_err(|e| attach(&e))?
+                .into_fd();
+            Some(SnapshotStore::attach(fd).map_err(|e| attach(&e))?)
+        }
+    };
+    let mut committer = Committer::new(&name, policy, store);
+    let restored_seq = committer.restore(&mut handler, consumer.acknowledged());
     let mut outputs = env_outputs()?;
     let emission = outputs.as_ref().map(|_| Emission::new());
     let mut out_buf = Vec::new();
@@ -308,15 +679,16 @@ pub fn run_with_shutdown<H: Handler>(
     let mut decode_errors = 0u64;
     let mut aborted = false;
     let mut closed = false;
-    // Sequence number of the last record dispatched by this process (0: none yet).
+    // Sequence number of the last record handled by this process (0: none yet).
     let mut last_seq = 0u64;
+    let mut first = true;
     while !shutdown.load(Ordering::Relaxed) {
-        // What was emitted becomes visible downstream before `next` acknowledges the records
-        // it came from: a process killed after the acknowledgement has published it.
+        // What was emitted becomes visible downstream at once (and always before the records
+        // it came from are acknowledged: see `Committer::make_durable`).
         if let Some(out) = &mut outputs {
             out.flush();
         }
-        // Poll first; flush the log and wait only when the ring is empty.
+        // Poll first; commit, flush the log and wait only when the ring is empty.
         let mut waited = false;
         let next = loop {
             let timeout = if waited {
@@ -325,17 +697,24 @@ pub fn run_with_shutdown<H: Handler>(
                 Some(Duration::ZERO)
             };
             match consumer.next(timeout) {
-                Ok(Next::TimedOut) if !waited => {
-                    log::logger().flush();
-                    consumer.commit();
+                Ok(Next::TimedOut) => {
+                    if (waited || committer.due_when_idle(&consumer))
+                        && (committer.pending > 0 || consumer.unacknowledged() > 0)
+                    {
+                        let _ = committer.commit(
+                            &mut dispatcher,
+                            &mut consumer,
+                            &mut outputs,
+                            last_seq,
+                            false,
+                        );
+                    }
+                    if waited && shutdown.load(Ordering::Relaxed) {
+                        break Ok(Next::TimedOut);
+                    }
                     dispatcher.handler_mut().idle();
                     log::logger().flush();
                     waited = true;
-                }
-                Ok(Next::TimedOut) if shutdown.load(Ordering::Relaxed) => break Ok(Next::TimedOut),
-                Ok(Next::TimedOut) => {
-                    dispatcher.handler_mut().idle();
-                    log::logger().flush();
                 }
                 other => break other,
             }
@@ -362,7 +741,8 @@ pub fn run_with_shutdown<H: Handler>(
             // Sent twice by a restarted reader: already handled.
             continue;
         }
-        if last_seq == 0 {
+        if first {
+            first = false;
             // First record of this process: rebuild the tables as they were before it.
             if let Some(j) = &journal {
                 let replayed = j.replay_before(seq, |s, payload| match codec::decode(payload) {
@@ -379,6 +759,7 @@ pub fn run_with_shutdown<H: Handler>(
             }
         }
         last_seq = seq;
+        committer.pending += 1;
         let decoded = match codec::decode_frame(frame.payload) {
             Ok(d) => d,
             Err(e) => {
@@ -398,6 +779,8 @@ pub fn run_with_shutdown<H: Handler>(
             outputs = None;
         }
         match &skip {
+            // In the snapshot the state was restored from: its entities only.
+            _ if seq <= restored_seq => dispatcher.restore(decoded.record),
             Some(s) if s.seq == seq => {
                 write_dead_letter(s, &name, &decoded.record);
                 dispatcher.skip(decoded.record);
@@ -428,7 +811,31 @@ pub fn run_with_shutdown<H: Handler>(
                 Err(e) => log::error!("{name}: record {seq}: cannot encode its policies: {e}"),
             }
         }
+        if committer.due(&consumer) {
+            let _ = committer.commit(
+                &mut dispatcher,
+                &mut consumer,
+                &mut outputs,
+                last_seq,
+                false,
+            );
+        }
     }
+    // The end of the input, a stop request or an abort: make everything durable and
+    // acknowledge it before `cleanup` (which may print the final results).
+    if let Err(e) = committer.commit_finally(&mut dispatcher, &mut consumer, &mut outputs, last_seq)
+    {
+        if closed {
+            // The records stay unacknowledged, and their output is not all there.
+            logging::output_error(&name, &e);
+        } else {
+            log::warn!(
+                "{name}: stopping with {} records not acknowledged (the next process handles them again): {e}",
+                committer.pending
+            );
+        }
+    }
+    committer.log_cost();
     if let Some(mut out) = outputs {
         if closed {
             // The input is complete: so is the output.
@@ -437,12 +844,20 @@ pub fn run_with_shutdown<H: Handler>(
             out.flush();
         }
     }
-    consumer.commit();
     let missing = dispatcher.tables().missing();
     if let Some(warning) = describe_missing(&missing) {
         log::warn!("{}: {warning}", config.name);
     }
-    let (_, stats) = dispatcher.finish();
+    let stats = if closed || aborted {
+        dispatcher.finish().1
+    } else {
+        // Stopped to be restarted: the next process goes on with the state and calls
+        // `cleanup` at the end.
+        log::debug!(
+            "{name}: stopped before the end of its input; cleanup is left to the next process"
+        );
+        dispatcher.stats().clone()
+    };
     if stats.handler_errors > 0 {
         log::warn!(
             "{name}: {} handler errors (the first ones are logged above with their records' sequence numbers)",

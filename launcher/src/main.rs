@@ -7,11 +7,10 @@
 //! handler and one reader process that publishes every record of PATH into every ring, and
 //! supervises them until every handler has consumed the whole input.
 //!
-//! Exit status: 0 when the reader read everything and every handler finished (bad input, such
-//! as a damaged block or a file that is not a trace, is reported and skipped by the reader and
-//! does not change it); 1 when a process failed for good (the message names it); 2 when the
-//! pipeline could not start (bad pipeline file, unknown handler, missing trace), before
-//! anything was spawned; 130 when a second SIGINT/SIGTERM killed everything.
+//! Exit status: the table of [`RunStatus`] (0 complete; 1 failed; 2 could not start; 3
+//! reserved for input errors; 4 handler state lost, 5 records dead-lettered, 6 records
+//! dropped: a partial run; 130 interrupted; 141 output closed), with its last line on
+//! standard error naming every reason that applies.
 
 mod control;
 mod plan;
@@ -22,6 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use sf_processor::exit::RunStatus;
 use sf_processor::logging::{self, LogLevel};
 
 /// Runs a SysFlow pipeline: a reader process and one process per handler, connected by
@@ -135,7 +135,7 @@ fn run(args: RunArgs) -> ExitCode {
     logging::init(Some(args.log));
     let Some(pipeline) = args.pipeline else {
         eprintln!("sf-launch: error: no pipeline file given");
-        return ExitCode::from(2);
+        return ExitCode::from(RunStatus::CouldNotStart.code());
     };
     let plan = match plan::Plan::new(
         &pipeline,
@@ -150,22 +150,21 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             log::logger().flush();
             eprintln!("sf-launch: error: {e:#}");
-            return ExitCode::from(2);
+            return ExitCode::from(RunStatus::CouldNotStart.code());
         }
     };
     let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
     log::logger().flush();
     match outcome {
-        // Like a filter killed by SIGPIPE: 128 + 13, and nothing more to say.
-        Ok(o) if o.output_closed() => ExitCode::from(141),
-        Ok(o) if o.is_success() => ExitCode::SUCCESS,
         Ok(o) => {
-            eprintln!("sf-launch: error: {}", o.describe_failures());
-            ExitCode::from(if o.interrupted() { 130 } else { 1 })
+            if let Some(line) = o.last_line() {
+                eprintln!("sf-launch: {line}");
+            }
+            ExitCode::from(o.status().code())
         }
         Err(e) => {
             eprintln!("sf-launch: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(RunStatus::Failed.code())
         }
     }
 }

@@ -32,10 +32,12 @@ use anyhow::Context as _;
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::{Value, json};
 use sf_processor::codec::WIRE_VERSION;
+use sf_processor::exit::RunStatus;
 use sf_processor::handler::{EXIT_FINISHED_WITH_ERRORS, env};
 use sf_processor::journal;
 use sf_processor::logging::LOG_ENV;
 use sf_processor::ring::{RingMonitor, RingSegment};
+use sf_processor::snapshot;
 
 use crate::control::{self, Request};
 use crate::plan::{HandlerSpec, Input, Overflow, Plan, RestartPolicy};
@@ -144,6 +146,10 @@ struct Slot {
     spec: HandlerSpec,
     ring: RingSegment,
     monitor: RingMonitor,
+    /// Its snapshot store (a memfd): kept across its processes, given to no other handler.
+    snapshots: OwnedFd,
+    /// Records that went to the dead-letter file instead of it.
+    dead_lettered: u64,
     child: Option<Child>,
     state: State,
     restarts: Restarts,
@@ -174,33 +180,46 @@ struct ReaderSlot {
 #[derive(Debug)]
 pub struct Outcome {
     failures: Vec<String>,
+    /// Why the run is partial, with the status each reason gives.
+    partial: Vec<(RunStatus, String)>,
     interrupted: bool,
     output_closed: bool,
 }
 
 impl Outcome {
-    /// Every process finished successfully.
-    pub fn is_success(&self) -> bool {
-        self.failures.is_empty() && !self.interrupted
-    }
-
-    /// The run was cut short by a second signal.
-    pub fn interrupted(&self) -> bool {
-        self.interrupted
-    }
-
-    /// The launcher's standard output was a pipe whose reader went away (`sf-launch … | head`):
-    /// the pipeline was stopped early, as a Unix filter stops on SIGPIPE.
-    pub fn output_closed(&self) -> bool {
-        self.output_closed
-    }
-
-    /// One line listing what failed.
-    pub fn describe_failures(&self) -> String {
-        if self.interrupted && self.failures.is_empty() {
-            return "interrupted: every process was killed".into();
+    /// The exit status (see [`RunStatus`] for the precedence when several apply).
+    pub fn status(&self) -> RunStatus {
+        let mut all: Vec<RunStatus> = self.partial.iter().map(|(s, _)| *s).collect();
+        if !self.failures.is_empty() {
+            all.push(RunStatus::Failed);
         }
-        self.failures.join("; ")
+        if self.interrupted {
+            all.push(RunStatus::Interrupted);
+        }
+        if self.output_closed {
+            all.push(RunStatus::OutputClosed);
+        }
+        RunStatus::worst(all)
+    }
+
+    /// The last line for a run that is not complete (`None` when it is, or when the output
+    /// was closed: like a filter killed by SIGPIPE, nothing more is said): `error: ...` for
+    /// a failure, `partial run: ...` otherwise, naming everything that applies.
+    pub fn last_line(&self) -> Option<String> {
+        let status = self.status();
+        if matches!(status, RunStatus::Complete | RunStatus::OutputClosed) {
+            return None;
+        }
+        let mut reasons = self.failures.clone();
+        if self.interrupted && self.failures.is_empty() {
+            reasons.push("interrupted: every process was killed".into());
+        }
+        reasons.extend(self.partial.iter().map(|(_, why)| why.clone()));
+        let prefix = match status {
+            RunStatus::Failed | RunStatus::Interrupted => "error",
+            _ => "partial run",
+        };
+        Some(format!("{prefix}: {}", reasons.join("; ")))
     }
 }
 
@@ -299,7 +318,13 @@ impl Supervisor {
             let monitor = ring
                 .monitor()
                 .with_context(|| format!("cannot map the ring of {}", spec.label))?;
+            let snapshots =
+                snapshot::create(&format!("sf-snapshot-{}", spec.label)).with_context(|| {
+                    format!("cannot create the snapshot store of handler {}", spec.label)
+                })?;
             slots.push(Slot {
+                snapshots,
+                dead_lettered: 0,
                 restarts: Restarts::new(spec.supervision.backoff_initial),
                 spec: spec.clone(),
                 ring,
@@ -362,9 +387,16 @@ impl Supervisor {
             });
         }
         let slot = &mut self.slots[i];
+        // After the output rings: its snapshot store.
+        let snapshot_fd = 5 + outputs.len() as i32;
+        out_mappings.push(FdMapping {
+            parent_fd: slot.snapshots.as_fd().try_clone_to_owned()?,
+            child_fd: snapshot_fd,
+        });
         let spec = &slot.spec;
         let config = Value::Object(spec.block.attributes.clone()).to_string();
         let mut cmd = Command::new(&spec.binary);
+        cmd.env(env::SNAPSHOT_FD, snapshot_fd.to_string());
         if !outputs.is_empty() {
             cmd.env(env::OUT_RINGS, outputs.join(","));
         }
@@ -532,13 +564,49 @@ impl Supervisor {
             failures.push(format!("the reader failed ({why})"));
         }
         failures.extend(self.reader_problem.clone());
+        let mut partial = Vec::new();
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
         for s in &self.slots {
+            let label = &s.spec.label;
             if let State::Failed(why) = &s.state {
-                failures.push(format!("handler {} failed ({why})", s.spec.label));
+                failures.push(format!("handler {label} failed ({why})"));
+            }
+            match snapshot::state_lost(s.snapshots.as_fd()) {
+                Ok(0) => {}
+                Ok(n) => partial.push((
+                    RunStatus::StateLost,
+                    format!(
+                        "handler {label} lost its state ({n} restart{} without a usable snapshot, see above)",
+                        plural(n)
+                    ),
+                )),
+                Err(e) => log::error!("handler {label}: {e}"),
+            }
+            if s.dead_lettered > 0 {
+                let n = s.dead_lettered;
+                partial.push((
+                    RunStatus::DeadLettered,
+                    format!(
+                        "handler {label}: {n} record{} went to the dead-letter file {}",
+                        plural(n),
+                        self.plan.dead_letter.display()
+                    ),
+                ));
+            }
+            let dropped = s.monitor.dropped();
+            if dropped > 0 {
+                partial.push((
+                    RunStatus::Dropped,
+                    format!(
+                        "handler {label}: {dropped} record{} dropped (overflow policy drop)",
+                        plural(dropped)
+                    ),
+                ));
             }
         }
         Outcome {
             failures,
+            partial,
             interrupted,
             output_closed: self.output_closed,
         }
@@ -830,6 +898,7 @@ impl Supervisor {
                 );
                 slot.skip = Some((inflight, format!("{what} {n} times in a row")));
                 slot.crash_streak = 0;
+                slot.dead_lettered += 1;
             }
         } else {
             log::error!("handler {label} (pid {pid}) {what}");

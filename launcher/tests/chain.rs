@@ -314,7 +314,15 @@ fn a_stuck_middle_handler_is_killed_by_the_watchdog_and_its_poison_record_skippe
     );
     let dead_letter = d.join("dead.jsonl");
     let run = launch(d, &[&"--dead-letter", &dead_letter, &pipeline, &trace]);
-    assert!(run.status.success(), "{run:?}");
+    // Partial: record 20 never reached the middle stage (exit status 5, last line).
+    assert_eq!(run.status.code(), Some(5), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "sf-launch: partial run: handler probe[0]: 1 record went to the dead-letter file {}",
+            dead_letter.display()
+        )
+    );
     assert_eq!(
         run.stderr
             .matches("made no progress for 300ms while records wait (stuck on record 20)")
@@ -462,7 +470,14 @@ fn a_slow_downstream_handler_with_overflow_drop_never_blocks_its_producer() {
         ],
     );
     let run = launch(d, &[&pipeline, &trace]);
-    assert!(run.status.success(), "{run:?}");
+    // Partial: the drops are in the exit status (6) and on the last line.
+    assert_eq!(run.status.code(), Some(6), "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("sf-launch: partial run: handler probe[1]: ")
+            && last.ends_with(" records dropped (overflow policy drop)"),
+        "{last}"
+    );
     let mid = lines_of(d, "mid");
     assert_eq!(mid.len(), 6173, "the producer handled everything");
     // Downstream: every entity, some flows and events, in order; the loss is reported.

@@ -102,7 +102,20 @@ fn a_record_that_crashes_a_handler_three_times_goes_to_the_dead_letter_file() {
         dir.path(),
         &[&"--dead-letter", &dead_letter, &pipeline, &trace],
     );
-    assert!(run.status.success(), "{run:?}");
+    // A partial run: one record did not reach the handler.
+    assert_eq!(run.status.code(), Some(5), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some(
+            format!(
+                "sf-launch: partial run: handler probe: 1 record went to the dead-letter file {}",
+                dead_letter.display()
+            )
+            .as_str()
+        ),
+        "{}",
+        run.stderr
+    );
     let seen: BTreeSet<u64> = probe_lines(&file).iter().map(|l| l.seq).collect();
     let want: BTreeSet<u64> = flows.iter().copied().filter(|s| *s != poison).collect();
     assert_eq!(seen, want, "every other record handled");
@@ -147,7 +160,7 @@ fn a_handler_stuck_on_a_record_is_killed_by_the_watchdog_and_the_run_completes()
         dir.path(),
         &[&"--dead-letter", &dead_letter, &pipeline, &trace],
     );
-    assert!(run.status.success(), "{run:?}");
+    assert_eq!(run.status.code(), Some(5), "{run:?}");
     assert!(
         run.stderr.contains(&format!(
             "made no progress for 300ms while records wait (stuck on record {stuck}): killing it"
@@ -273,7 +286,8 @@ fn a_slow_drop_handler_never_blocks_the_others_and_reports_its_drops() {
     let stats = json!({"processor": "sysflowreader", "handler": "stats"});
     let pipeline = write_blocks(dir.path(), &[slow, stats]);
     let run = launch(dir.path(), &[&pipeline, &trace]);
-    assert!(run.status.success(), "{run:?}");
+    // A partial run, and says so (the count is checked below).
+    assert_eq!(run.status.code(), Some(6), "{run:?}");
     // The block handler got everything.
     let counts = parse_stats_table(&run.stdout);
     assert_eq!(counts.values().sum::<u64>(), 6173, "{counts:?}");
@@ -311,6 +325,12 @@ fn a_slow_drop_handler_never_blocks_the_others_and_reports_its_drops() {
         run.stdout.contains(&reported),
         "expected {reported:?} in\n{}",
         run.stdout
+    );
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some(format!("sf-launch: partial run: {reported}").as_str()),
+        "{}",
+        run.stderr
     );
     assert_clean(dir.path());
 }

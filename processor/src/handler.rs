@@ -44,6 +44,9 @@ pub mod env {
     /// `NAME=FD[:drop],...` (the consumer's label, the inherited descriptor, its overflow
     /// policy), as the reader's `--ring` arguments.
     pub const OUT_RINGS: &str = "SF_OUT_RINGS";
+    /// Number of the inherited descriptor of the handler's snapshot store
+    /// ([`crate::snapshot`]).
+    pub const SNAPSHOT_FD: &str = "SF_SNAPSHOT_FD";
     /// Where the handler's block is, for messages: `pipeline.json: pipeline[0]`.
     pub const BLOCK: &str = "SF_BLOCK";
 }
@@ -52,10 +55,16 @@ pub mod env {
 /// counted; the pipeline goes on.
 pub type HandlerResult = Result<(), Box<dyn Error + Send + Sync>>;
 
+/// What [`Handler::snapshot`] returns: `Ok(Some(bytes))`, the state of a stateful handler;
+/// `Ok(None)`, a stateless handler; `Err`, no snapshot could be made now (nothing new is
+/// acknowledged, the SDK tries again later).
+pub type SnapshotResult = Result<Option<Vec<u8>>, Box<dyn Error + Send + Sync>>;
+
 /// The exit status of a handler process that handled its whole input, but with errors: some
-/// handler methods returned errors, or some writes to standard output failed. The launcher
-/// does not restart it and reports the pipeline as failed (exit 1).
-pub const EXIT_FINISHED_WITH_ERRORS: u8 = 4;
+/// handler methods returned errors, or some output could not be written or committed. The
+/// launcher does not restart it and reports the pipeline as failed (exit 1). (The table of
+/// exit statuses is [`crate::exit`].)
+pub const EXIT_FINISHED_WITH_ERRORS: u8 = crate::exit::HANDLER_FINISHED_WITH_ERRORS;
 
 /// A handler's configuration: its block of `pipeline.json` (every key, including `handler`,
 /// `in`, `out`), after `<HANDLER>_<KEY>` environment overrides.
@@ -267,7 +276,63 @@ pub trait Handler {
     /// records. Keep it short: a record that arrives meanwhile waits for it.
     fn idle(&mut self) {}
 
-    /// Called once on shutdown, after the last record.
+    /// Makes durable the output of every record handled so far: flushes buffers and
+    /// `write(2)`s them (and `fsync`s, if the handler's settings ask), hands them to the
+    /// transport and waits until it has taken them.
+    ///
+    /// The SDK calls it before it acknowledges records to the producer, in batches (when the
+    /// unacknowledged records fill half of the ring, after `commit_records` records or
+    /// `commit_ms` milliseconds), when idle, and before `cleanup`. Only acknowledged records
+    /// are left behind by a restart: a handler killed after a record was handled but before
+    /// the next commit gets that record again, so output written but not committed is
+    /// written again (duplicates bounded by one batch), and output never written is never
+    /// lost. The SDK flushes the process's log lines itself (the `log` crate's logger) before
+    /// it acknowledges, so a handler that writes only log lines needs no `commit`.
+    ///
+    /// # Errors
+    /// `Err`: the output is not durable yet; nothing new is acknowledged, the SDK logs it
+    /// (rate-limited) and calls `commit` again later (with a growing delay, at most every
+    /// 5 s), and a restarted process redoes the records. At the end of the input a `commit`
+    /// that still fails after a few tries counts as lost output (exit status 4).
+    fn commit(&mut self) -> HandlerResult {
+        Ok(())
+    }
+
+    /// A stateful handler's state as of the records handled so far (the SDK calls it at a
+    /// commit point, right after [`Handler::commit`]), as bytes of the handler's choosing
+    /// (`handler_sdk::snapshot::encode` serializes a `serde` value). The SDK stores the
+    /// latest snapshot with the sequence number of the last record it covers; a restarted
+    /// process gets it in [`Handler::restore`] and resumes after that record, so its results
+    /// are those of a process that was never killed.
+    ///
+    /// `Ok(None)` (the default): the handler keeps no state across restarts (a restarted
+    /// process starts empty, as before this method existed). A handler is *stateful* when it
+    /// returns `Some`: it must do so at every call.
+    ///
+    /// # Errors
+    /// `Err`: no snapshot now; nothing new is acknowledged and the SDK tries again later, as
+    /// for a failed [`Handler::commit`].
+    fn snapshot(&mut self) -> SnapshotResult {
+        Ok(None)
+    }
+
+    /// Called once, after `init` and before the first record, when the launcher holds a
+    /// snapshot this handler's previous process made ([`Handler::snapshot`]): the handler
+    /// takes back its state. The records the snapshot covers are not passed again (their
+    /// entities still go into the entity tables).
+    ///
+    /// # Errors
+    /// `Err` (e.g. the snapshot of another build's state type): logged; the handler goes on
+    /// with the state `init` gave it, the records are passed again from the last
+    /// acknowledged one, and the run ends with the *handler state lost* exit status.
+    fn restore(&mut self, snapshot: &[u8]) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Called once on shutdown, after the last record (and after the last
+    /// [`Handler::commit`]). Not called when the process is stopped to be restarted
+    /// (`sf-launch ctl restart`, SIGTERM): the next process goes on with the records, and
+    /// calls it at the end.
     fn cleanup(&mut self) {}
 }
 
@@ -424,6 +489,15 @@ impl<H: Handler> Dispatcher<H> {
     /// Counters so far.
     pub fn stats(&self) -> &DispatchStats {
         &self.stats
+    }
+
+    /// Calls the handler's [`Handler::commit`] and counts a failure as lost output
+    /// ([`crate::logging::output_error`], as `WHAT: error`): the end of an input read
+    /// without a ring (in process), before [`Dispatcher::finish`].
+    pub fn commit_output(&mut self, what: &str) {
+        if let Err(e) = self.handler.commit() {
+            crate::logging::output_error(what, &e);
+        }
     }
 
     /// Calls the handler's `cleanup()` and returns it with the final counters.

@@ -10,12 +10,16 @@
 //!   `sysflowreader` does;
 //! - [`handler`]: the handler trait and the dispatch of records to it;
 //! - [`journal`]: the entity journal that rebuilds a restarted handler's tables;
+//! - [`snapshot`]: a stateful handler's snapshot store, which gives a restarted handler its
+//!   state back;
+//! - [`exit`]: the exit statuses of `sf-launch` and of the processes it runs;
 //! - [`pipeline`]: the pipeline configuration (`pipeline.json`);
 //! - [`logging`]: the log format shared by all processes.
 #![deny(missing_docs)]
 
 pub mod chain;
 pub mod codec;
+pub mod exit;
 pub mod handler;
 pub mod journal;
 pub mod logging;
@@ -23,4 +27,5 @@ pub mod model;
 pub mod pipeline;
 pub mod publish;
 pub mod ring;
+pub mod snapshot;
 pub mod tables;

@@ -151,7 +151,7 @@ static OUTPUT_ERRORS: Tally = Tally::new();
 /// output` or a file name) and counts it, so that the process's exit status says its output
 /// is incomplete (see [`output_errors`]). For writes that do not go through a handler method
 /// (whose errors are counted anyway), such as a final flush in `cleanup()`.
-pub fn output_error(what: &str, e: &std::io::Error) {
+pub fn output_error(what: &str, e: &dyn std::fmt::Display) {
     log::error!("{what}: {e}");
     OUTPUT_ERRORS.add(|| format!("{what}: {e}"));
 }

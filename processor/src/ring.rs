@@ -56,6 +56,11 @@
 //! - The consumer reads `write_pos` with an Acquire load only when its cached copy is exhausted,
 //!   and publishes `read_pos` with a Release store in batches, always before it sleeps and as
 //!   soon as the sleeping producer can make progress.
+//! - A consumer that holds acknowledgements back ([`Consumer::hold_acknowledgements`], the
+//!   handler SDK's, which acknowledges only what its handler made durable) releases frames
+//!   only on [`Consumer::commit`]: `read_pos` is then the last commit, where a restarted
+//!   consumer resumes, while `inflight_seq`, `handled_seq` and `handled_count` still follow
+//!   every frame (progress, for the launcher's watchdog and poison detection).
 //! - A side with nothing to do spins briefly, yields a few times, then sleeps on a futex (a
 //!   non-private one: the word is shared between processes) with a timeout. The waiter loads the
 //!   futex word (epoch), raises its sleeping flag, issues a SeqCst fence and re-checks its
@@ -1348,8 +1353,11 @@ pub struct Consumer {
     cached_write: u64,
     /// Released-but-unpublished bytes that trigger a publication.
     threshold: u64,
-    /// Sequence number of the frame last returned, until it is released.
+    /// Sequence number of the frame last returned, until it is marked handled.
     current: Option<u64>,
+    /// [`Consumer::hold_acknowledgements`]: `next` does not release frames, only `commit`
+    /// does.
+    hold: bool,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -1412,6 +1420,7 @@ impl Consumer {
             cached_write: write,
             threshold: batch_threshold(capacity),
             current: None,
+            hold: false,
             _not_sync: PhantomData,
         })
     }
@@ -1423,7 +1432,9 @@ impl Consumer {
 
     /// Returns the next frame, waiting up to `timeout` (`None`: forever) while the ring is
     /// empty: spinning briefly, then sleeping on the futex. The frame returned before is
-    /// released (its space may be reused) by this call; the borrow of `self` enforces it.
+    /// released (its space may be reused) by this call, unless acknowledgements are held
+    /// back ([`Consumer::hold_acknowledgements`]); the borrow of `self` ends its use either
+    /// way.
     ///
     /// Returns [`Next::Aborted`] as soon as the ring is aborted, even with frames left, and
     /// [`Next::Closed`] once the producer closed the ring and every frame was read.
@@ -1433,7 +1444,9 @@ impl Consumer {
     /// [`RingError::Corrupt`] when the producer published an impossible position or frame
     /// header (the consumer stays at the bad position).
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Next<'_>, RingError> {
-        self.released = self.pos;
+        if !self.hold {
+            self.released = self.pos;
+        }
         self.mark_handled();
         if self.shared.header().state.load(Ordering::Relaxed) & STATE_ABORTED != 0 {
             return Ok(Next::Aborted);
@@ -1491,7 +1504,9 @@ impl Consumer {
             }
         };
         // Paddings skipped and the previous frame are consumed; this frame is not yet.
-        self.released = start;
+        if !self.hold {
+            self.released = start;
+        }
         self.current = Some(seq);
         self.shared
             .header()
@@ -1511,6 +1526,22 @@ impl Consumer {
             )
         };
         Ok(Next::Frame(Frame { seq, payload }))
+    }
+
+    /// From now on, frames returned by [`Consumer::next`] stay unacknowledged until
+    /// [`Consumer::commit`]: the producer does not overwrite them, and a consumer attaching
+    /// after this one dies starts again at the first of them. `next` still marks each frame
+    /// handled (`handled_seq`, `handled_count`: progress, which the launcher's watchdog and
+    /// poison detection read), only the release waits. The caller must commit before the
+    /// unacknowledged bytes ([`Consumer::unacknowledged`]) fill the ring, or the producer
+    /// blocks until it does (it is woken by the commit).
+    pub fn hold_acknowledgements(&mut self) {
+        self.hold = true;
+    }
+
+    /// Bytes returned by [`Consumer::next`] (paddings included) and not yet acknowledged.
+    pub fn unacknowledged(&self) -> u64 {
+        self.pos - self.published
     }
 
     /// Acknowledges every frame returned so far, the last one included (it is handled: no
@@ -2163,6 +2194,76 @@ mod tests {
         for seq in 2..5 {
             assert_eq!(expect_frame(c.next(LONG).unwrap()).0, seq);
         }
+    }
+
+    #[test]
+    fn held_frames_stay_unacknowledged_until_commit_and_are_seen_again_after_a_crash() {
+        let segment = HeapSegment::new(4096, WIRE).unwrap();
+        let mut p = segment.producer(WIRE).unwrap();
+        let monitor = segment.monitor().unwrap();
+        for seq in 1..=7 {
+            p.push(seq, &payload(seq, 500)).unwrap();
+        }
+        p.flush();
+        let mut c = segment.consumer(WIRE).unwrap();
+        c.hold_acknowledgements();
+        for seq in 1..=3 {
+            assert_eq!(expect_frame(c.next(LONG).unwrap()).0, seq);
+        }
+        // Progress is reported, acknowledgement is not.
+        assert_eq!(expect_frame(c.next(LONG).unwrap()).0, 4);
+        assert_eq!((monitor.handled_seq(), monitor.handled_count()), (3, 3));
+        assert_eq!(monitor.read_pos(), 0);
+        assert_eq!(c.unacknowledged(), 4 * 520);
+        // The ring is full of held frames: the producer cannot write.
+        assert!(!p.try_push(8, &payload(8, 500)).unwrap());
+        c.commit();
+        assert_eq!((monitor.read_pos(), c.unacknowledged()), (4 * 520, 0));
+        assert_eq!(expect_frame(c.next(LONG).unwrap()).0, 5);
+        assert!(matches!(
+            c.next(Some(Duration::ZERO)).unwrap(),
+            Next::Frame(_)
+        ));
+        // Killed before the next commit: a new consumer starts again at frame 5.
+        drop(c);
+        assert_eq!(
+            monitor.read_pos(),
+            4 * 520,
+            "a drop acknowledges nothing held"
+        );
+        let mut c = segment.consumer(WIRE).unwrap();
+        c.hold_acknowledgements();
+        assert_eq!(expect_frame(c.next(LONG).unwrap()).0, 5);
+        assert_eq!(expect_frame(c.next(LONG).unwrap()).0, 6);
+    }
+
+    #[test]
+    fn a_producer_blocked_by_held_frames_is_woken_by_the_commit() {
+        let (mut p, mut c) = heap_ring(4096, WIRE);
+        c.hold_acknowledgements();
+        let producer = thread::spawn(move || {
+            for seq in 0..40 {
+                p.push(seq, &payload(seq, 1000)).unwrap();
+            }
+            p.close();
+        });
+        let mut seen = 0;
+        loop {
+            match c.next(LONG).unwrap() {
+                Next::Frame(f) => {
+                    assert_eq!(f.seq, seen);
+                    seen += 1;
+                }
+                Next::Closed => break,
+                other => panic!("{other:?}"),
+            }
+            // Commit every second frame: the producer never has more than that room.
+            if seen % 2 == 0 {
+                c.commit();
+            }
+        }
+        assert_eq!(seen, 40);
+        producer.join().unwrap();
     }
 
     #[test]

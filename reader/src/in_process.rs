@@ -43,11 +43,15 @@ impl<H: Handler> Dispatchers<H> {
         }
     }
 
-    /// Calls every handler's `cleanup()` and returns the handlers with their counters.
+    /// Calls every handler's `commit()` (a failure counts as lost output) and `cleanup()`,
+    /// and returns the handlers with their counters.
     pub fn finish(self) -> Vec<(H, DispatchStats)> {
         self.dispatchers
             .into_iter()
-            .map(Dispatcher::finish)
+            .map(|mut d| {
+                d.commit_output("commit");
+                d.finish()
+            })
             .collect()
     }
 }

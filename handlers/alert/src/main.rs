@@ -17,6 +17,10 @@
 //! chain instead: every record that matches is emitted on the channel, annotated with the
 //! rules it matched as [`Policy`]s (id = rule name, `desc`, `priority`, `tags`), for a
 //! downstream handler such as `json` to export; it writes lines only to a `file` given too.
+//!
+//! At the end it logs (at `debug`) how many alerts each rule raised (`alert: 3 alerts
+//! (shell 2, ...)`);
+//! those counters are its state, kept across restarts (`Handler::snapshot`).
 
 mod alert;
 mod rules;
@@ -213,6 +217,26 @@ impl Handler for Alerter {
             ports: None,
         };
         self.check(ctx, facts, alert::Fields::at(ke.ts))
+    }
+
+    /// Its counters are its state: kept across restarts, so the totals at the end count
+    /// every alert once.
+    fn snapshot(&mut self) -> SnapshotResult {
+        handler_sdk::snapshot::encode(&self.raised).map(Some)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> HandlerResult {
+        let raised: Vec<u64> = handler_sdk::snapshot::decode(snapshot)?;
+        if raised.len() != self.rules.len() {
+            return Err(format!(
+                "the snapshot counts {} rules, the block has {}",
+                raised.len(),
+                self.rules.len()
+            )
+            .into());
+        }
+        self.raised = raised;
+        Ok(())
     }
 
     fn cleanup(&mut self) {

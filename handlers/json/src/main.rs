@@ -14,13 +14,22 @@
 //! - `entities` (default `false`): also write header, container, pod, process and file
 //!   records.
 //! - `buffer` (default 65536): bytes of lines kept before they are written. Lines are written
-//!   whole, when the buffer is full, at least once a second while records arrive, and at the
-//!   end; `0` writes every line as it is made. A handler killed by a signal loses what its
-//!   buffer held (its restart resumes after those records): use `0` when that matters more
-//!   than speed.
+//!   when the buffer is full and at every commit (the SDK's: before it acknowledges records,
+//!   at least once a second while records arrive, when idle, at the end); `0` writes every
+//!   line as it is made. A handler killed by a signal loses what its buffer held, and its
+//!   restart writes those lines again: records are acknowledged only once their lines were
+//!   written, so the file has every record (a few may be there twice), whatever `buffer`.
+//! - `fsync` (default `false`): a file is also `fsync`ed (`fdatasync`) at every commit, so
+//!   that what was acknowledged survives a crash of the machine, not only of the handler.
 //! - `seq` (default `false`): add `"seq"`, the record's sequence number in the stream (an
 //!   extension: the reference has none), so that a consumer can tell records apart and drop
 //!   the few a restarted handler writes twice.
+//!
+//! A line torn by a kill in the middle of its `write(2)` (a file only: what reached standard
+//! output stays there) is cut off when the next process opens the file: its record was not
+//! acknowledged, so the line comes again, whole. A write that fails (a full disk) loses
+//! nothing either: the lines stay buffered, records are not acknowledged, and the SDK
+//! commits again later; at the end of the input, lines still unwritten fail the run.
 //!
 //! # Chained: policies
 //!
@@ -104,8 +113,7 @@
 
 mod encode;
 
-use std::io::{BufWriter, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
 
 use handler_sdk::prelude::*;
 use serde::Serialize;
@@ -114,28 +122,70 @@ use serde_json::Value;
 /// Default size of the line buffer, bytes.
 const DEFAULT_BUFFER: usize = 64 * 1024;
 
-/// Longest time lines may wait in the buffer while records arrive.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Where the lines go.
+/// Where the lines go: each `write` is one `write(2)`, no buffer in between.
 enum Output {
-    Stdout(std::io::Stdout),
+    /// A duplicate of descriptor 1 (not `std::io::Stdout`, whose line buffer could hold
+    /// bytes a failed write reported as not taken).
+    Stdout(std::fs::File),
     File(std::fs::File),
 }
 
-impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl Output {
+    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
-            Output::Stdout(s) => s.write(buf),
-            Output::File(f) => f.write(buf),
+            Output::Stdout(f) | Output::File(f) => f.write(buf),
+        }
+    }
+}
+
+/// Lines waiting to be written, and the output. Bytes leave `pending` only once `write(2)`
+/// took them, so a failed or partial write loses nothing.
+struct Lines {
+    out: Output,
+    pending: Vec<u8>,
+    /// Bytes that trigger a write (the `buffer` setting; 0: every line).
+    limit: usize,
+    fsync: bool,
+    /// A write failed since the last commit: leave the retries to the commits.
+    failing: bool,
+}
+
+impl Lines {
+    fn push(&mut self, line: &[u8]) {
+        self.pending.extend_from_slice(line);
+        if self.pending.len() >= self.limit.max(1) && !self.failing && self.write_out().is_err() {
+            self.failing = true;
         }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Output::Stdout(s) => s.flush(),
-            Output::File(f) => f.flush(),
+    /// Writes every pending byte; on failure keeps what was not written.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        let mut done = 0;
+        let result = loop {
+            if done == self.pending.len() {
+                break Ok(());
+            }
+            match self.out.write_some(&self.pending[done..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.pending.drain(..done);
+        result
+    }
+
+    /// Everything written (and synced, with `fsync`, for a file).
+    fn commit(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        self.failing = false;
+        if self.fsync
+            && let Output::File(f) = &self.out
+        {
+            f.sync_data()?;
         }
+        Ok(())
     }
 }
 
@@ -147,6 +197,7 @@ struct Settings {
     entities: bool,
     buffer: usize,
     seq: bool,
+    fsync: bool,
 }
 
 /// A boolean attribute: a JSON boolean, or the strings `true`/`false` (as an environment
@@ -192,6 +243,7 @@ impl Settings {
             entities: bool_attr(a.get("entities"), "entities")?.unwrap_or(false),
             buffer: size_attr(a.get("buffer"), "buffer")?.unwrap_or(DEFAULT_BUFFER),
             seq: bool_attr(a.get("seq"), "seq")?.unwrap_or(false),
+            fsync: bool_attr(a.get("fsync"), "fsync")?.unwrap_or(false),
         })
     }
 }
@@ -201,11 +253,10 @@ impl Settings {
 struct Json {
     entities: bool,
     seq: bool,
-    out: Option<BufWriter<Output>>,
+    out: Option<Lines>,
     /// Where the output goes, for messages.
     target: String,
     line: Vec<u8>,
-    last_flush: Instant,
     lines: u64,
 }
 
@@ -217,17 +268,15 @@ impl Default for Json {
             out: None,
             target: "standard output".into(),
             line: Vec::with_capacity(4096),
-            last_flush: Instant::now(),
             lines: 0,
         }
     }
 }
 
 impl Json {
-    /// Writes `line` (one JSON object and a newline, in one `write_all`, so the buffer only
-    /// ever holds whole lines), then flushes if the buffer has waited for a second. A record
-    /// that upstream handlers annotated gets the reference's `policies` and `tags` keys; with
-    /// `seq`, every record gets its sequence number.
+    /// Buffers `line` (one JSON object and a newline), written when the buffer is full and
+    /// at the next commit. A record that upstream handlers annotated gets the reference's
+    /// `policies` and `tags` keys; with `seq`, every record gets its sequence number.
     fn emit(&mut self, ctx: &Context<'_>, line: &impl Serialize) -> HandlerResult {
         self.line.clear();
         if ctx.policies().is_empty() && !self.seq {
@@ -241,13 +290,8 @@ impl Json {
         }
         self.line.push(b'\n');
         let out = self.out.as_mut().ok_or("json: not initialised")?;
-        out.write_all(&self.line)
-            .map_err(|e| format!("{}: {e}", self.target))?;
+        out.push(&self.line);
         self.lines += 1;
-        if self.last_flush.elapsed() >= FLUSH_INTERVAL {
-            out.flush().map_err(|e| format!("{}: {e}", self.target))?;
-            self.last_flush = Instant::now();
-        }
         Ok(())
     }
 }
@@ -256,19 +300,35 @@ impl Handler for Json {
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let settings = Settings::from_config(config).map_err(|e| format!("json: {e}"))?;
         let output = match &settings.file {
-            None => Output::Stdout(std::io::stdout()),
+            None => {
+                use std::os::fd::AsFd as _;
+                let fd = std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("json: standard output: {e}"))?;
+                Output::Stdout(std::fs::File::from(fd))
+            }
             Some(path) => {
                 self.target = path.clone();
-                Output::File(
-                    std::fs::File::options()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(|e| format!("json: {path}: {e}"))?,
-                )
+                let file = std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .read(true)
+                    .open(path)
+                    .map_err(|e| format!("json: {path}: {e}"))?;
+                // A line a killed predecessor left half-written: its record comes again.
+                handler_sdk::output::cut_torn_line(&file)
+                    .map_err(|e| format!("json: {path}: {e}"))?;
+                Output::File(file)
             }
         };
-        self.out = Some(BufWriter::with_capacity(settings.buffer, output));
+        self.out = Some(Lines {
+            out: output,
+            pending: Vec::with_capacity(settings.buffer.min(1 << 20)),
+            limit: settings.buffer,
+            fsync: settings.fsync,
+            failing: false,
+        });
         self.entities = settings.entities;
         self.seq = settings.seq;
         Ok(())
@@ -314,13 +374,15 @@ impl Handler for Json {
         self.emit(ctx, &encode::k8s_event(ctx, e))
     }
 
+    fn commit(&mut self) -> HandlerResult {
+        let out = self.out.as_mut().ok_or("json: not initialised")?;
+        out.commit()
+            .map_err(|e| format!("{}: {e}", self.target).into())
+    }
+
     fn cleanup(&mut self) {
-        if let Some(out) = self.out.as_mut()
-            && let Err(e) = out.flush()
-        {
-            // The last lines are lost: the exit status must say so.
-            handler_sdk::logging::output_error(&format!("json: {}", self.target), &e);
-        }
+        // The SDK committed before: nothing is left to write unless that failed (and was
+        // counted as lost output).
         log::debug!("json: {} lines written to {}", self.lines, self.target);
     }
 }
@@ -348,18 +410,20 @@ mod tests {
                 file: None,
                 entities: false,
                 buffer: DEFAULT_BUFFER,
-                seq: false
+                seq: false,
+                fsync: false
             })
         );
         assert_eq!(
             Settings::from_config(&config(
-                json!({"file": "/tmp/x.jsonl", "entities": "true", "buffer": "0"})
+                json!({"file": "/tmp/x.jsonl", "entities": "true", "buffer": "0", "fsync": true})
             )),
             Ok(Settings {
                 file: Some("/tmp/x.jsonl".into()),
                 entities: true,
                 buffer: 0,
-                seq: false
+                seq: false,
+                fsync: true
             })
         );
         assert_eq!(
@@ -386,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_flushed_whole_at_cleanup() {
+    fn lines_are_written_whole_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         let mut h = Json::default();
@@ -409,7 +473,7 @@ mod tests {
             "",
             "still buffered"
         );
-        h.cleanup();
+        h.commit().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         for line in text.lines() {

@@ -7,6 +7,9 @@
 //! ```
 //!
 //! Pipeline block: `{"processor":"sysflowreader","handler":"printer","in":"sysflow sysflowchan"}`.
+//!
+//! Its lines are log lines: the SDK flushes them (`write(2)` to standard output) before it
+//! acknowledges their records, so the printer needs no `commit` of its own.
 
 mod printer;
 

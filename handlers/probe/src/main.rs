@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Each line is `seq kind exe pid parent-exe container pod file new-file`, tab-separated
-//! (`-` for an absent value), written with one `write(2)` as the record is handled, so a
-//! record counted as handled is in the file even if the process is killed right after. A line
-//! torn by a kill in the middle of its write is cut off when the next process starts.
+//! (`-` for an absent value), written with one `write(2)` as the record is handled, so its
+//! output is durable when the method returns and it needs no `commit`: a record
+//! acknowledged is in the file, and the records of the batch a killed process had not
+//! committed are written again by the next one (duplicates, never a gap). A line torn by a
+//! kill in the middle of its write is cut off when the next process starts.
 //!
 //! - `file` (required): where to append the lines.
 //! - `entities` (default false): also write entity records.
@@ -52,30 +54,6 @@ struct Probe {
     sleep: Duration,
     /// The policy emitted records are annotated with (chained only).
     policy: Option<Policy>,
-}
-
-/// A predecessor killed in the middle of its `write(2)` (a fatal signal can cut a write to a
-/// regular file at a page boundary) left a line without its newline: cut it off, so that every
-/// line in the file is whole. The record it was for was not acknowledged, so this process
-/// handles it again.
-fn drop_torn_line(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    // Lines are short: the last newline is within the last 64 KiB.
-    let start = len.saturating_sub(64 * 1024);
-    let mut tail = vec![0; (len - start) as usize];
-    file.read_exact_at(&mut tail, start)?;
-    if tail.last() == Some(&b'\n') {
-        return Ok(());
-    }
-    let keep = tail
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(start, |i| start + i as u64 + 1);
-    file.set_len(keep)
 }
 
 fn or_dash(s: Option<&str>) -> &str {
@@ -144,7 +122,8 @@ impl Handler for Probe {
             .read(true)
             .open(&cfg.file)
             .map_err(|e| format!("{}: {e}", cfg.file))?;
-        drop_torn_line(&file).map_err(|e| format!("{}: {e}", cfg.file))?;
+        // A line torn by a kill: its record was not acknowledged, it comes again.
+        handler_sdk::output::cut_torn_line(&file).map_err(|e| format!("{}: {e}", cfg.file))?;
         self.out = Some(file);
         self.entities = cfg.entities;
         self.crash_on_seq = cfg.crash_on_seq;
@@ -200,38 +179,4 @@ impl Handler for Probe {
 
 fn main() -> std::process::ExitCode {
     handler_sdk::run(Probe::default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::drop_torn_line;
-    use std::io::Write as _;
-
-    fn after(content: &[u8]) -> Vec<u8> {
-        let path = std::env::temp_dir().join(format!(
-            "probe-torn-{}-{}",
-            std::process::id(),
-            content.len()
-        ));
-        std::fs::write(&path, content).unwrap();
-        let mut f = std::fs::File::options()
-            .append(true)
-            .read(true)
-            .open(&path)
-            .unwrap();
-        drop_torn_line(&f).unwrap();
-        // Appending goes on after what was kept.
-        f.write_all(b"next\n").unwrap();
-        let kept = std::fs::read(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        kept
-    }
-
-    #[test]
-    fn a_torn_last_line_is_cut_and_whole_lines_are_kept() {
-        assert_eq!(after(b"1\ta\n2\tb\n3\tpar"), b"1\ta\n2\tb\nnext\n");
-        assert_eq!(after(b"1\ta\n2\tb\n"), b"1\ta\n2\tb\nnext\n");
-        assert_eq!(after(b"torn"), b"next\n");
-        assert_eq!(after(b""), b"next\n");
-    }
 }

@@ -617,6 +617,19 @@ pub fn sigkill_repeatedly(
     kills: usize,
     limit: Duration,
 ) -> (u64, Vec<u32>) {
+    sigkill_repeatedly_when(launcher, exe, needle, kills, limit, || true)
+}
+
+/// [`sigkill_repeatedly`], but each life is killed only once `ready()` holds after it is
+/// seen (e.g. its output file grew: the kill then lands while it writes).
+pub fn sigkill_repeatedly_when(
+    launcher: u32,
+    exe: &str,
+    needle: &str,
+    kills: usize,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> (u64, Vec<u32>) {
     use nix::sys::signal::{Signal, kill};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     use nix::unistd::Pid;
@@ -645,7 +658,7 @@ pub fn sigkill_repeatedly(
             std::thread::sleep(Duration::from_millis(1));
             continue;
         };
-        if killed.last() == Some(&victim) {
+        if killed.last() == Some(&victim) || !ready() {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }

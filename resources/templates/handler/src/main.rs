@@ -63,6 +63,24 @@ impl Handler for Example {
     fn cleanup(&mut self) {
         log::info!("{} programs executed", self.execs);
     }
+
+    // Delivery. The SDK acknowledges records only after a commit; its log lines are flushed
+    // by the SDK itself, so this handler needs no `commit`. One that writes output of its own
+    // (a file, a socket) makes it durable there: `fn commit(&mut self) -> HandlerResult`
+    // flushes its buffers (an `Err` means "not yet": nothing is acknowledged, the SDK tries
+    // again). See handler-sdk/README.md, "Delivery and state".
+
+    /// Its count is its state: the SDK stores this snapshot at every commit, and gives it
+    /// back to a process restarted after a crash (`restore`), so the total at the end counts
+    /// every exec once. A handler without state leaves both methods out.
+    fn snapshot(&mut self) -> SnapshotResult {
+        handler_sdk::snapshot::encode(&self.execs).map(Some)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> HandlerResult {
+        self.execs = handler_sdk::snapshot::decode(snapshot)?;
+        Ok(())
+    }
 }
 
 fn main() -> std::process::ExitCode {
