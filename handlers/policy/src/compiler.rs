@@ -315,14 +315,19 @@ impl Resolver<'_> {
         }
     }
 
+    /// A bare lower-case word with `_`, as list names are written (`shell_binaries`):
+    /// values such as `rhn_check` or `WRITE_SEND` inside lists are not reported.
     fn looks_like_list_name(s: &str) -> bool {
         s.contains('_')
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     }
 
     fn reduce_list(&mut self, s: &str, at: (u32, u32), stack: &mut Vec<String>) -> Result<Vec<String>, CompileError> {
         let Some(items) = self.lists.get(s).cloned() else {
-            if Self::looks_like_list_name(s) {
+            // Only a value written in the `in (...)` itself is reported, not list items.
+            if stack.is_empty() && Self::looks_like_list_name(s) {
                 let loc = self.location(at.0, at.1);
                 self.report("list", s, Level::Warning, loc, format!("undefined list {s:?}: taken as the literal value {s:?}, as the reference does"), true);
             }

@@ -279,23 +279,50 @@ fn id_len(s: &[u8], i: usize) -> usize {
     j - i
 }
 
-/// Length of a quoted string at `s[i..]`: a `"` or `'`, then anything but a line end up to the
-/// first matching quote (the grammar's non-greedy `STRLIT`); also `\"...\"`.
-fn string_len(s: &[u8], i: usize) -> usize {
-    let (quote, open) = match s.get(i) {
-        Some(b'"') => (&b"\""[..], 1),
-        Some(b'\'') => (&b"'"[..], 1),
-        Some(b'\\') if s.get(i + 1) == Some(&b'"') => (&b"\\\""[..], 2),
-        _ => return 0,
-    };
-    let mut j = i + open;
-    while j < s.len() && s[j] != b'\n' && s[j] != b'\r' {
-        if s[j..].starts_with(quote) {
-            return j + quote.len() - i;
+const QUOTES: [&[u8]; 4] = [b"\"", b"'", b"\\\"", b"''"];
+
+/// The first `needle` in `s[from..]` before a line end: its position.
+fn find_on_line(s: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let mut k = from;
+    while k + needle.len() <= s.len() {
+        if s[k] == b'\n' || s[k] == b'\r' {
+            return None;
         }
-        j += 1;
+        if s[k..].starts_with(needle) {
+            return Some(k);
+        }
+        k += 1;
     }
-    0
+    None
+}
+
+/// Length of the grammar's `STRING` at `s[i..]` (0: none). Its alternatives are `"` `'` `\"`
+/// and `''` around either a nested `STRING` or a non-greedy run of characters other than line
+/// ends. As ANTLR runs them: the run ends at the first closing quote, while the nested
+/// alternative (of higher priority) goes on to the first place where a nested string's
+/// closing quote is followed by the outer one; the longer of the two wins. So
+/// `'"a 'b' c"'` is one string (the reference's `falco.yaml` has such items).
+fn string_len(s: &[u8], i: usize) -> usize {
+    let mut best = 0;
+    for q in QUOTES {
+        if !s[i..].starts_with(q) {
+            continue;
+        }
+        let j = i + q.len();
+        if let Some(k) = find_on_line(s, j, q) {
+            best = best.max(k + q.len() - i);
+        }
+        for q2 in QUOTES {
+            if !s[j..].starts_with(q2) {
+                continue;
+            }
+            let close: Vec<u8> = [q2, q].concat();
+            if let Some(k) = find_on_line(s, j + q2.len(), &close) {
+                best = best.max(k + close.len() - i);
+            }
+        }
+    }
+    best
 }
 
 /// The tokens of `src` (hidden ones dropped).
@@ -485,6 +512,15 @@ mod tests {
 
     #[test]
     fn an_unclosed_quote_is_a_character_of_its_own() {
+        let item = r#"'"sh -c node -e \"require(''nan'')\""', 'x'"#;
+        assert_eq!(
+            kinds(item),
+            [
+                (Tok::Str, r#"'"sh -c node -e \"require(''nan'')\""'"#),
+                (Tok::ListSep, ","),
+                (Tok::Str, "'x'"),
+            ]
+        );
         assert_eq!(
             kinds("it's"),
             [(Tok::Id, "it"), (Tok::Any, "'"), (Tok::Id, "s")]
