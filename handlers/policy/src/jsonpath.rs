@@ -5,13 +5,22 @@
 //! length. The result reads as GJSON's `String()`: a string without its quotes, a number or
 //! `true`/`false` as written, an object or array as JSON, and nothing (`""`) for `null`, a
 //! missing key, or text that is not JSON.
+//! The text is read from its first `{` or `[` to the end of that value.
 
 use serde_json::Value;
 
 /// Writes GJSON's `Get(json, path).String()` into `out` (cleared first).
 pub fn get(json: &str, path: &str, out: &mut String) {
     out.clear();
-    let Ok(root) = serde_json::from_str::<Value>(json) else {
+    // As GJSON: the first object or array of the text; what follows it (the collector's
+    // k8s messages end with a line feed and a NUL) is not read.
+    let Some(start) = json.find(['{', '[']) else {
+        return;
+    };
+    let Some(Ok(root)) = serde_json::Deserializer::from_str(&json[start..])
+        .into_iter::<Value>()
+        .next()
+    else {
         return;
     };
     let mut cur = &root;
@@ -79,6 +88,8 @@ mod tests {
             get(json, path, &mut out);
             assert_eq!(out, want, "{path}");
         }
+        get("{\"a\":{\"b\":\"c\"}}\n\u{0}", "a.b", &mut out);
+        assert_eq!(out, "c", "text after the value is not read");
         get("bash,sh", "2", &mut out);
         assert_eq!(out, "", "not JSON: nothing, as GJSON");
     }

@@ -19,6 +19,7 @@
 pub mod ancestry;
 pub mod attrs;
 pub mod compiler;
+pub mod handler;
 pub mod ir;
 pub mod jsonpath;
 pub mod lexer;
