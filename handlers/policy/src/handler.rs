@@ -48,8 +48,9 @@ pub struct Config {
     /// Unknown attributes, undefined lists and macros, unknown priorities, actions: start
     /// errors instead of warnings.
     pub strict: bool,
-    /// `first-seen` (default, as the reference) or `current`: which versions of the process
-    /// and its ancestors `proc.aname`, `sf.pproc.*` ... read (see `ancestry`).
+    /// `current` (default) or `first-seen` (as the reference's cache): which versions of
+    /// the process and its ancestors `proc.aname`, `sf.pproc.*` ... read (see `ancestry`;
+    /// on the shared traces both give the same alerts for every set).
     pub ancestors: String,
 }
 
@@ -64,7 +65,7 @@ impl Default for Config {
             concurrency: None,
             actiondir: None,
             strict: false,
-            ancestors: "first-seen".into(),
+            ancestors: "current".into(),
         }
     }
 }
