@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -44,7 +44,11 @@ type Key = (String, i64, Option<i64>, Vec<String>);
 fn key(v: &Value) -> Key {
     let mut ids: Vec<String> = v["policies"]
         .as_array()
-        .map(|a| a.iter().map(|p| p["id"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|p| p["id"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort();
     (
@@ -83,7 +87,9 @@ fn policy_binary() -> PathBuf {
 /// Runs the reference's layout on `trace` and returns the json handler's records.
 fn run_set(dir: &Path, set: &str, mode: &str, trace: &Path, extra: &[(&str, Value)]) -> Vec<Value> {
     let name = trace.file_name().unwrap().to_string_lossy().into_owned();
-    let out = dir.join(format!("{name}.jsonl"));
+    let out = dir.join(format!("{set}-{mode}-{name}.jsonl"));
+    // The json handler appends: a file of an earlier run must go.
+    let _ = std::fs::remove_file(&out);
     let mut engine = json!({
         "processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan",
         "policies": shared().join("reference/policies").join(set), "mode": mode,
@@ -103,7 +109,10 @@ fn run_set(dir: &Path, set: &str, mode: &str, trace: &Path, extra: &[(&str, Valu
     )
     .unwrap();
     let run = launch(dir, &[&"--log", &"error", &pipeline, &trace]);
-    assert!(run.status.success(), "{set}/{mode} on {name}: sf-launch failed: {run:?}");
+    assert!(
+        run.status.success(),
+        "{set}/{mode} on {name}: sf-launch failed: {run:?}"
+    );
     std::fs::read_to_string(&out)
         .unwrap_or_default()
         .lines()
@@ -118,7 +127,11 @@ fn reference_opflags(trace: &str) -> HashMap<(String, i64, Option<i64>), Vec<Vec
     for v in read_gz(&path) {
         let names = v["opflags"]
             .as_array()
-            .map(|a| a.iter().map(|n| n.as_str().unwrap_or("").to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|n| n.as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let (t, ts, tid, _) = key(&v);
         m.entry((t, ts, tid)).or_default().push(names);
@@ -128,16 +141,20 @@ fn reference_opflags(trace: &str) -> HashMap<(String, i64, Option<i64>), Vec<Vec
 
 /// Whether the reference's export names this record's opFlags with the other record type's
 /// names (its `GetOpFlags` cache).
-fn opflags_cache_explains(k: &Key, names: &HashMap<(String, i64, Option<i64>), Vec<Vec<String>>>) -> bool {
+fn opflags_cache_explains(
+    k: &Key,
+    names: &HashMap<(String, i64, Option<i64>), Vec<Vec<String>>>,
+) -> bool {
     let (t, ts, tid, _) = k;
     let wrong: &[&str] = match t.as_str() {
         "FF" | "FE" | "PE" => &["SEND", "RECV"],
         "NF" => &["READ", "WRITE"],
         _ => return false,
     };
-    names
-        .get(&(t.clone(), *ts, *tid))
-        .is_some_and(|all| all.iter().all(|n| n.iter().any(|x| wrong.contains(&x.as_str()))))
+    names.get(&(t.clone(), *ts, *tid)).is_some_and(|all| {
+        all.iter()
+            .all(|n| n.iter().any(|x| wrong.contains(&x.as_str())))
+    })
 }
 
 #[derive(Debug, Default)]
@@ -162,7 +179,11 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
             .filter_map(|n| n.strip_suffix(".jsonl.gz").map(str::to_owned))
             .collect();
         traces.sort();
-        assert_eq!(traces.len(), 14, "{refdir}: 14 reference outputs (all traces but tcp-procflow-v1000.sf)");
+        assert_eq!(
+            traces.len(),
+            14,
+            "{refdir}: 14 reference outputs (all traces but tcp-procflow-v1000.sf)"
+        );
         for t in traces {
             jobs.push((set, mode, refdir, t));
         }
@@ -180,8 +201,16 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
                     let Some((set, mode, refdir, trace)) = jobs.lock().unwrap().pop() else {
                         break;
                     };
-                    let ours = multiset(&run_set(&dir, set, mode, &shared().join("traces").join(&trace), &[]));
-                    let reference = multiset(&read_gz(&shared().join(format!("reference/out/{refdir}/{trace}.jsonl.gz"))));
+                    let ours = multiset(&run_set(
+                        &dir,
+                        set,
+                        mode,
+                        &shared().join("traces").join(&trace),
+                        &[],
+                    ));
+                    let reference = multiset(&read_gz(
+                        &shared().join(format!("reference/out/{refdir}/{trace}.jsonl.gz")),
+                    ));
                     let mut f = Figures {
                         reference: reference.values().sum(),
                         ours: ours.values().sum(),
@@ -192,7 +221,10 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
                     keys.sort();
                     keys.dedup();
                     for k in keys {
-                        let (a, b) = (ours.get(k).copied().unwrap_or(0), reference.get(k).copied().unwrap_or(0));
+                        let (a, b) = (
+                            ours.get(k).copied().unwrap_or(0),
+                            reference.get(k).copied().unwrap_or(0),
+                        );
                         f.matched += a.min(b);
                         if a == b {
                             continue;
@@ -201,7 +233,8 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
                         if opflags_cache_explains(k, names) {
                             f.opflags_cache += (a - b).abs();
                         } else {
-                            f.unexplained.push(format!("ours {a}, reference {b}: {k:?}"));
+                            f.unexplained
+                                .push(format!("ours {a}, reference {b}: {k:?}"));
                         }
                     }
                     results.lock().unwrap().insert((refdir, trace), f);
@@ -210,7 +243,9 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
         }
     });
     let results = results.into_inner().unwrap();
-    let mut table = String::from("set            trace                      reference    ours  matched  opflags-cache\n");
+    let mut table = String::from(
+        "set            trace                      reference    ours  matched  opflags-cache\n",
+    );
     let mut unexplained = Vec::new();
     let mut cache_total = 0;
     for ((refdir, trace), f) in &results {
@@ -224,9 +259,170 @@ fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
         }
     }
     eprintln!("{table}");
-    assert!(unexplained.is_empty(), "differences no reason explains:\n{}\n{table}", unexplained.join("\n"));
+    assert!(
+        unexplained.is_empty(),
+        "differences no reason explains:\n{}\n{table}",
+        unexplained.join("\n")
+    );
     // The named difference is there, where the README says.
     let d = &results[&("distribution", "k8s_small.sf".to_string())];
-    assert_eq!((d.reference, d.ours, d.opflags_cache), (2773, 2851, 78), "{table}");
+    assert_eq!(
+        (d.reference, d.ours, d.opflags_cache),
+        (2773, 2851, 78),
+        "{table}"
+    );
     assert_eq!(cache_total, 78, "{table}");
+}
+
+/// `trace` cut after its first data block: the Avro header and first block, then the rest
+/// (each block ends with the file's sync marker, its last 16 bytes).
+fn split_after_first_block(trace: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let sync = &trace[trace.len() - 16..];
+    let ends: Vec<usize> = (0..=trace.len() - 16)
+        .filter(|&i| &trace[i..i + 16] == sync)
+        .map(|i| i + 16)
+        .collect();
+    assert!(ends.len() >= 3, "the trace has at least two blocks");
+    // ends[0]: the header's end; ends[1]: the first block's.
+    (trace[..ends[1]].to_vec(), trace[ends[1]..].to_vec())
+}
+
+fn rule(name: &str) -> String {
+    format!(
+        "- rule: {name}\n  desc: every flow and event\n  condition: sf.type in (PE, FF, FE, NF)\n  priority: low\n"
+    )
+}
+
+#[test]
+fn a_reload_mid_stream_swaps_the_rules_between_two_records_and_loses_none() {
+    let _ = policy_binary();
+    assert_json_handler_built();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let policies = dir.join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("rules.yaml"), rule("v1")).unwrap();
+    let out = dir.join("alerts.jsonl");
+    let pipeline = write_blocks(
+        dir,
+        &[
+            json!({"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}),
+            json!({"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan",
+                   "policies": policies, "mode": "alert", "monitor": "local", "monitor.interval": "0.1"}),
+            json!({"processor": "exporter", "handler": "json", "in": "evt eventchan", "file": out, "seq": true, "buffer": 0}),
+        ],
+    );
+    let trace = std::fs::read(shared().join("traces/mon.1531776682.sf")).unwrap();
+    let (first, rest) = split_after_first_block(&trace);
+    let fifo = mkfifo(dir);
+    let mut launched = spawn_launch(dir, &[&pipeline, &fifo]);
+    let stdout = launched.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |what: &str| -> String {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for a line with {what:?}"),
+            }
+        }
+    };
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(&first).unwrap();
+    writer.flush().unwrap();
+    wait_for("the first block's alerts", WATCHDOG, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() > 100)
+    });
+    std::fs::write(
+        policies.join("rules.yaml"),
+        "- rule: broken\n  desc: d\n  condition: sf.type = \n",
+    )
+    .unwrap();
+    let failed = wait_line("policy reload failed");
+    assert!(failed.contains("rules.yaml:3:23: expected a value or an attribute, found the end of the file (in rule \"broken\"); the running rules stay"), "{failed}");
+    std::fs::write(policies.join("rules.yaml"), rule("v2")).unwrap();
+    wait_line("policy reload: compiled 1 rules");
+    // The counters on SIGUSR1.
+    let pid = launched.id();
+    let engine =
+        child_with(pid, "sf-handler-policy", "policyengine").expect("the policy engine process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let counters = wait_line("policy engine counters: ");
+    assert!(
+        counters.contains(" dropped by filters, ") && counters.contains("\"v1\" "),
+        "{counters}"
+    );
+    writer.write_all(&rest).unwrap();
+    drop(writer);
+    let swap = wait_line("policy reload: new rules in force from record ");
+    let from: u64 = swap
+        .split("from record ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{swap}"));
+    let run = wait_with_watchdog(launched, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every flow and event once (TRACES.md: 537 + 17904 + 314), the rules of the time.
+    assert_eq!(lines.len(), 18755);
+    let mut seqs: Vec<u64> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 18755, "no record twice");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(
+        from > seqs[100] && from <= *seqs.last().unwrap(),
+        "mid-stream: {from}"
+    );
+    for v in &lines {
+        let seq = v["seq"].as_u64().unwrap();
+        let want = if seq < from { "v1" } else { "v2" };
+        assert_eq!(
+            v["policies"][0]["id"], want,
+            "record {seq} (rules swapped at {from})"
+        );
+    }
+    assert_clean(dir);
+}
+
+#[test]
+fn a_policy_that_does_not_compile_stops_the_pipeline_at_start_naming_file_line_and_column() {
+    let _ = policy_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "- list: l\n  items: [a b]\n").unwrap();
+    let pipeline = write_blocks(
+        dir,
+        &[
+            json!({"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}),
+            json!({"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": bad}),
+            json!({"processor": "exporter", "handler": "json", "in": "evt eventchan", "file": dir.join("o.jsonl")}),
+        ],
+    );
+    let run = launch(dir, &[&pipeline, &shared().join("traces/tcp.sf")]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let want = format!(
+        "policies: {0}:2:13: expected \",\" or \"]\" in the items, found \"b\" (in list \"l\")",
+        bad.display()
+    );
+    assert!(run.stderr.contains(&want), "{want}\n{}", run.stderr);
+    assert_clean(dir);
 }

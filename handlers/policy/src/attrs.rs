@@ -551,15 +551,12 @@ fn open_flag_names(flags: i32) -> impl Iterator<Item = &'static str> {
         (CLOEXEC, "CLOEXEC"),
         (SYNC, "SYNC"),
     ];
-    (flags == 0)
-        .then_some("NONE")
-        .into_iter()
-        .chain(
-            TABLE
-                .iter()
-                .filter(move |(bits, _)| flags & bits == *bits)
-                .map(|(_, n)| *n),
-        )
+    (flags == 0).then_some("NONE").into_iter().chain(
+        TABLE
+            .iter()
+            .filter(move |(bits, _)| flags & bits == *bits)
+            .map(|(_, n)| *n),
+    )
 }
 
 fn join_into<'b>(buf: &'b mut String, items: impl Iterator<Item = &'static str>) -> &'b str {
@@ -875,10 +872,7 @@ impl<'a> Rec<'a> {
             Field::PprocCreateTs => p.and_then(|p| p.poid).map_or(0, |o| o.create_ts),
             Field::PprocUid => self.lineage.nth(1).map_or(0, |p| i64::from(p.uid())),
             Field::PprocGid => self.lineage.nth(1).map_or(0, |p| i64::from(p.gid())),
-            Field::ContPrivileged => self
-                .ctx
-                .container()
-                .map_or(0, |c| i64::from(c.privileged)),
+            Field::ContPrivileged => self.ctx.container().map_or(0, |c| i64::from(c.privileged)),
             Field::PodTs => self.ctx.pod().map_or(0, |p| p.ts),
             Field::PodRestartCnt => self.ctx.pod().map_or(0, |p| p.restart_count),
             Field::Schema => self.ctx.header().map_or(0, |h| h.version),
@@ -953,7 +947,11 @@ mod tests {
             assert!(seen.insert(*name), "{name} twice");
             assert_eq!(lookup(name), Some(*f));
         }
-        assert_eq!(lookup("sf.res"), None, "the reference has no mapper for sf.res");
+        assert_eq!(
+            lookup("sf.res"),
+            None,
+            "the reference has no mapper for sf.res"
+        );
         assert_eq!(lookup("container.image.repository"), None);
     }
 

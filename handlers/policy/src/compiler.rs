@@ -222,7 +222,10 @@ pub fn compile_path(path: &Path, opts: Options) -> Result<PolicySet, CompileErro
             path: f.clone(),
             source,
         })?;
-        sources.push((f.display().to_string(), String::from_utf8_lossy(&text).into_owned()));
+        sources.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&text).into_owned(),
+        ));
     }
     compile_sources(&sources, opts)
 }
@@ -255,7 +258,16 @@ struct Resolver<'a> {
 }
 
 const ATTRIBUTE_PREFIXES: [&str; 11] = [
-    "sf.", "proc.", "fd.", "evt.", "container.", "user.", "group.", "thread.", "k8s.", "ka.",
+    "sf.",
+    "proc.",
+    "fd.",
+    "evt.",
+    "container.",
+    "user.",
+    "group.",
+    "thread.",
+    "k8s.",
+    "ka.",
     "ext.",
 ];
 
@@ -264,7 +276,15 @@ impl Resolver<'_> {
         format!("{}:{line}:{col}", self.files[self.file].0)
     }
 
-    fn report(&mut self, kind: &'static str, name: &str, level: Level, loc: String, message: String, strict: bool) {
+    fn report(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+        level: Level,
+        loc: String,
+        message: String,
+        strict: bool,
+    ) {
         if self.reported.insert((kind, name.to_owned())) {
             self.diags.push(Diagnostic {
                 level,
@@ -319,12 +339,16 @@ impl Resolver<'_> {
     /// values such as `rhn_check` or `WRITE_SEND` inside lists are not reported.
     fn looks_like_list_name(s: &str) -> bool {
         s.contains('_')
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     }
 
-    fn reduce_list(&mut self, s: &str, at: (u32, u32), stack: &mut Vec<String>) -> Result<Vec<String>, CompileError> {
+    fn reduce_list(
+        &mut self,
+        s: &str,
+        at: (u32, u32),
+        stack: &mut Vec<String>,
+    ) -> Result<Vec<String>, CompileError> {
         let Some(items) = self.lists.get(s).cloned() else {
             // Only a value written in the `in (...)` itself is reported, not list items.
             if stack.is_empty() && Self::looks_like_list_name(s) {
@@ -379,7 +403,14 @@ impl Resolver<'_> {
                 }
                 let Some(def) = self.macros.get(name).cloned() else {
                     let loc = self.location(a.line, a.col);
-                    self.report("macro", name, Level::Error, loc, format!("undefined macro {name:?}: the term is false, as in the reference"), true);
+                    self.report(
+                        "macro",
+                        name,
+                        Level::Error,
+                        loc,
+                        format!("undefined macro {name:?}: the term is false, as in the reference"),
+                        true,
+                    );
                     return Ok(Rc::new(RExpr::Const(false)));
                 };
                 if stack.iter().any(|n| n == name) {
@@ -457,7 +488,10 @@ fn priority(name: &str) -> Option<i64> {
 ///
 /// # Errors
 /// See [`CompileError`].
-pub fn compile_sources(sources: &[(String, String)], opts: Options) -> Result<PolicySet, CompileError> {
+pub fn compile_sources(
+    sources: &[(String, String)],
+    opts: Options,
+) -> Result<PolicySet, CompileError> {
     let mut r = Resolver {
         files: sources,
         file: 0,
@@ -540,7 +574,8 @@ pub fn compile_sources(sources: &[(String, String)], opts: Options) -> Result<Po
     });
     let ctx = tables.context_for(0, &dummy);
     let mut rules = Vec::new();
-    let mut programs: Vec<(Vec<Node>, Vec<(u32, Node)>)> = KINDS.iter().map(|_| Default::default()).collect();
+    let mut programs: Vec<(Vec<Node>, Vec<(u32, Node)>)> =
+        KINDS.iter().map(|_| Default::default()).collect();
     for p in pending {
         let rule_index = p.rule.as_ref().map(|_| rules.len() as u32);
         for (ki, kind) in KINDS.iter().enumerate() {
@@ -595,7 +630,14 @@ fn enabled_flag(r: &mut Resolver<'_>, text: Option<&str>, loc: &str) -> bool {
     };
     let flag = trim_bounding_quotes(t);
     go_parse_bool(flag).unwrap_or_else(|| {
-        r.report("enabled", &format!("{loc}{flag}"), Level::Warning, loc.to_owned(), format!("unrecognized enabled flag {flag:?}: enabled, as the reference does"), true);
+        r.report(
+            "enabled",
+            &format!("{loc}{flag}"),
+            Level::Warning,
+            loc.to_owned(),
+            format!("unrecognized enabled flag {flag:?}: enabled, as the reference does"),
+            true,
+        );
         true
     })
 }
@@ -604,12 +646,26 @@ fn rule_info(r: &mut Resolver<'_>, rule: &RuleDecl, loc: &str) -> RuleInfo {
     let prio = match &rule.priority {
         None => 0,
         Some(p) => priority(p).unwrap_or_else(|| {
-            r.report("priority", p, Level::Warning, loc.to_owned(), format!("unrecognized priority {p:?}: low, as the reference does"), true);
+            r.report(
+                "priority",
+                p,
+                Level::Warning,
+                loc.to_owned(),
+                format!("unrecognized priority {p:?}: low, as the reference does"),
+                true,
+            );
             0
         }),
     };
     for a in rule.actions.iter().flatten() {
-        r.report("action", a, Level::Warning, loc.to_owned(), format!("action {a:?} ignored: actions are Go plugins of the reference"), true);
+        r.report(
+            "action",
+            a,
+            Level::Warning,
+            loc.to_owned(),
+            format!("action {a:?} ignored: actions are Go plugins of the reference"),
+            true,
+        );
     }
     RuleInfo {
         policy: Policy {
@@ -713,7 +769,10 @@ fn matcher(lhs: StrOperand, op: StrOp, pieces: Vec<&str>, kind: RecordKind) -> N
             test(Test::Match(lhs, Matcher::Eq(PieceSet::new(dedup(pieces)))))
         }
         _ if pieces.iter().any(|p| p.is_empty()) => Node::Const(true),
-        StrOp::Contains => test(Test::Match(lhs, Matcher::Contains(Finder::new(&dedup(pieces))))),
+        StrOp::Contains => test(Test::Match(
+            lhs,
+            Matcher::Contains(Finder::new(&dedup(pieces))),
+        )),
         StrOp::IContains => {
             let lower: Vec<String> = pieces.iter().map(|p| p.to_lowercase()).collect();
             let lower = dedup(lower.iter().map(String::as_str).collect());
@@ -822,11 +881,9 @@ fn lower(e: &RExpr, zero: &Rec<'_>) -> Node {
             };
             let pieces: Vec<&str> = items.iter().flat_map(|i| i.split(',')).collect();
             match str_operand(l, zero) {
-                StrOperand::Lit(x) => Node::Const(
-                    items
-                        .iter()
-                        .any(|i| crate::ir::compare_str(&x, i, sop)),
-                ),
+                StrOperand::Lit(x) => {
+                    Node::Const(items.iter().any(|i| crate::ir::compare_str(&x, i, sop)))
+                }
                 a => matcher(a, sop, pieces, zero.kind),
             }
         }

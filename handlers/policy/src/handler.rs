@@ -156,7 +156,7 @@ fn start_monitor(path: PathBuf, opts: Options, interval: Duration) -> Reload {
                 Ok(f) => Some(f),
                 Err(e) => {
                     if last.is_some() {
-                        log::error!("policy reload: {e}; the running rules stay");
+                        log::warn!("policy reload failed: {e}; the running rules stay");
                     }
                     last = None;
                     continue;
@@ -175,7 +175,8 @@ fn start_monitor(path: PathBuf, opts: Options, interval: Duration) -> Reload {
                     }
                     r2.store(true, Ordering::Release);
                 }
-                Err(e) => log::error!("policy reload failed: {e}; the running rules stay"),
+                // A warning: the engine goes on with the running rules.
+                Err(e) => log::warn!("policy reload failed: {e}; the running rules stay"),
             }
         }
     });
@@ -255,7 +256,10 @@ impl PolicyHandler {
                     .sum();
             }
             self.hits = hits;
-            log::info!("policy reload: new rules in force from record {seq} ({})", describe(&set));
+            log::info!(
+                "policy reload: new rules in force from record {seq} ({})",
+                describe(&set)
+            );
             self.set = Some(set);
             self.counters.reloads += 1;
         }
@@ -311,43 +315,92 @@ impl PolicyHandler {
 impl Handler for PolicyHandler {
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let c: Config = config.parse()?;
-        let key = |k: &str| format!("{}{k}", if config.location.is_empty() { String::new() } else { format!("{}.", config.location) });
+        let key = |k: &str| {
+            format!(
+                "{}{k}",
+                if config.location.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}.", config.location)
+                }
+            )
+        };
         self.enrich = match c.mode.as_str() {
             "alert" => false,
             "enrich" => true,
-            other => return Err(format!("{}: {other:?} is not a mode: \"alert\" or \"enrich\"", key("mode")).into()),
+            other => {
+                return Err(format!(
+                    "{}: {other:?} is not a mode: \"alert\" or \"enrich\"",
+                    key("mode")
+                )
+                .into());
+            }
         };
         match c.language.as_str() {
             "falco" => {}
-            "sigma" => return Err(format!("{}: \"sigma\" policies are not supported yet (only \"falco\")", key("language")).into()),
-            other => return Err(format!("{}: {other:?} is not a policy language: \"falco\"", key("language")).into()),
+            "sigma" => {
+                return Err(format!(
+                    "{}: \"sigma\" policies are not supported yet (only \"falco\")",
+                    key("language")
+                )
+                .into());
+            }
+            other => {
+                return Err(format!(
+                    "{}: {other:?} is not a policy language: \"falco\"",
+                    key("language")
+                )
+                .into());
+            }
         }
         self.mode = Some(match c.ancestors.as_str() {
             "first-seen" => AncestorMode::FirstSeen,
             "current" => AncestorMode::Current,
-            other => return Err(format!("{}: {other:?}: \"first-seen\" or \"current\"", key("ancestors")).into()),
+            other => {
+                return Err(format!(
+                    "{}: {other:?}: \"first-seen\" or \"current\"",
+                    key("ancestors")
+                )
+                .into());
+            }
         });
         let monitor = match c.monitor.as_str() {
             "none" => false,
             "local" => true,
-            other => return Err(format!("{}: {other:?}: \"none\" or \"local\"", key("monitor")).into()),
+            other => {
+                return Err(format!("{}: {other:?}: \"none\" or \"local\"", key("monitor")).into());
+            }
         };
         if !(c.monitor_interval > 0.0 && c.monitor_interval.is_finite()) {
-            return Err(format!("{}: {} is not a number of seconds > 0", key("monitor.interval"), c.monitor_interval).into());
+            return Err(format!(
+                "{}: {} is not a number of seconds > 0",
+                key("monitor.interval"),
+                c.monitor_interval
+            )
+            .into());
         }
         if c.concurrency.is_some() {
-            log::debug!("policy: \"concurrency\" ignored: records are checked one at a time, in order");
+            log::debug!(
+                "policy: \"concurrency\" ignored: records are checked one at a time, in order"
+            );
         }
         let opts = Options { strict: c.strict };
         let Some(path) = c.policies else {
             if self.enrich {
-                log::info!("policy engine: enrich mode without policies: every record is passed on");
+                log::info!(
+                    "policy engine: enrich mode without policies: every record is passed on"
+                );
                 return Ok(());
             }
-            return Err(format!("{}: missing: the policy file or directory (required in alert mode)", key("policies")).into());
+            return Err(format!(
+                "{}: missing: the policy file or directory (required in alert mode)",
+                key("policies")
+            )
+            .into());
         };
         let path = PathBuf::from(path);
-        let set = compiler::compile_path(&path, opts).map_err(|e| format!("{}: {e}", key("policies")))?;
+        let set =
+            compiler::compile_path(&path, opts).map_err(|e| format!("{}: {e}", key("policies")))?;
         log_diagnostics(&set);
         log::info!(
             "policy engine ({} mode): {}",
@@ -355,12 +408,18 @@ impl Handler for PolicyHandler {
             describe(&set)
         );
         if config.get_str("out").is_none() {
-            log::warn!("policy engine: the block has no \"out\": matches are counted, not passed on");
+            log::warn!(
+                "policy engine: the block has no \"out\": matches are counted, not passed on"
+            );
         }
         self.hits = vec![0; set.rules.len()];
         self.set = Some(set);
         if monitor {
-            self.reload = Some(start_monitor(path, opts, Duration::from_secs_f64(c.monitor_interval)));
+            self.reload = Some(start_monitor(
+                path,
+                opts,
+                Duration::from_secs_f64(c.monitor_interval),
+            ));
         }
         signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&self.report))?;
         Ok(())
@@ -377,32 +436,62 @@ impl Handler for PolicyHandler {
     }
 
     fn handle_process_event(&mut self, ctx: &Context<'_>, e: &ProcessEvent) -> HandlerResult {
-        self.check(ctx, RecordKind::ProcessEvent, Event::process_event(e), Some(e.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::ProcessEvent,
+            Event::process_event(e),
+            Some(e.proc_oid),
+        );
         Ok(())
     }
 
     fn handle_process_flow(&mut self, ctx: &Context<'_>, f: &ProcessFlow) -> HandlerResult {
-        self.check(ctx, RecordKind::ProcessFlow, Event::process_flow(f), Some(f.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::ProcessFlow,
+            Event::process_flow(f),
+            Some(f.proc_oid),
+        );
         Ok(())
     }
 
     fn handle_file_flow(&mut self, ctx: &Context<'_>, f: &FileFlow) -> HandlerResult {
-        self.check(ctx, RecordKind::FileFlow, Event::file_flow(f), Some(f.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::FileFlow,
+            Event::file_flow(f),
+            Some(f.proc_oid),
+        );
         Ok(())
     }
 
     fn handle_file_event(&mut self, ctx: &Context<'_>, e: &FileEvent) -> HandlerResult {
-        self.check(ctx, RecordKind::FileEvent, Event::file_event(e), Some(e.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::FileEvent,
+            Event::file_event(e),
+            Some(e.proc_oid),
+        );
         Ok(())
     }
 
     fn handle_network_flow(&mut self, ctx: &Context<'_>, f: &NetworkFlow) -> HandlerResult {
-        self.check(ctx, RecordKind::NetworkFlow, Event::network_flow(f), Some(f.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::NetworkFlow,
+            Event::network_flow(f),
+            Some(f.proc_oid),
+        );
         Ok(())
     }
 
     fn handle_network_event(&mut self, ctx: &Context<'_>, e: &NetworkEvent) -> HandlerResult {
-        self.check(ctx, RecordKind::NetworkEvent, Event::network_event(e), Some(e.proc_oid));
+        self.check(
+            ctx,
+            RecordKind::NetworkEvent,
+            Event::network_event(e),
+            Some(e.proc_oid),
+        );
         Ok(())
     }
 

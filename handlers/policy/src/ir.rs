@@ -253,7 +253,12 @@ impl Scratch {
     }
 }
 
-fn operand<'b>(rec: &'b Rec<'_>, o: &'b StrOperand, buf: &'b mut String, path: &'b mut String) -> &'b str {
+fn operand<'b>(
+    rec: &'b Rec<'_>,
+    o: &'b StrOperand,
+    buf: &'b mut String,
+    path: &'b mut String,
+) -> &'b str {
     match o {
         StrOperand::Lit(s) => s,
         StrOperand::Field(f) => rec.str_value(*f, buf),

@@ -462,7 +462,9 @@ mod tests {
     #[test]
     fn attributes_paths_numbers_strings_and_tags() {
         assert_eq!(
-            kinds(r#"proc.aname[2]=sshd sf.ke.message[items.0.namespace] /usr/bin/* 1024 127.0.0.1 '"(systemd)"' "\u003cNA\u003e" mitre:T1059"#),
+            kinds(
+                r#"proc.aname[2]=sshd sf.ke.message[items.0.namespace] /usr/bin/* 1024 127.0.0.1 '"(systemd)"' "\u003cNA\u003e" mitre:T1059"#
+            ),
             [
                 (Tok::Id, "proc.aname[2]"),
                 (Tok::Eq, "="),
@@ -495,7 +497,8 @@ mod tests {
     fn hidden_text_is_skipped_but_positions_count_it() {
         let src = "- rule: a # note\n\tdesc: >\n  b";
         let toks = tokenize(src);
-        let got: Vec<(&str, u32, u32)> = toks.iter().map(|t| (t.text(src), t.line, t.col)).collect();
+        let got: Vec<(&str, u32, u32)> =
+            toks.iter().map(|t| (t.text(src), t.line, t.col)).collect();
         assert_eq!(
             got,
             [

@@ -16,10 +16,8 @@ fn check(args: &[String]) -> ExitCode {
     }
     let mut ok = true;
     for p in paths {
-        match sf_policy::compiler::compile_path(
-            p.as_ref(),
-            sf_policy::compiler::Options { strict },
-        ) {
+        match sf_policy::compiler::compile_path(p.as_ref(), sf_policy::compiler::Options { strict })
+        {
             Ok(set) => {
                 let (files, rules, macros, lists, filters) = set.counts;
                 println!(
@@ -27,10 +25,13 @@ fn check(args: &[String]) -> ExitCode {
                     set.diagnostics.len()
                 );
                 for d in &set.diagnostics {
-                    println!("{}: {d}", match d.level {
-                        sf_policy::compiler::Level::Warning => "warning",
-                        sf_policy::compiler::Level::Error => "error",
-                    });
+                    println!(
+                        "{}: {d}",
+                        match d.level {
+                            sf_policy::compiler::Level::Warning => "warning",
+                            sf_policy::compiler::Level::Error => "error",
+                        }
+                    );
                 }
             }
             Err(e) => {

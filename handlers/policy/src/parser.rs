@@ -578,7 +578,10 @@ impl<'s> Parser<'s> {
         let decl = match kw {
             Keyword::Rule => self.rule()?,
             Keyword::Macro => {
-                let name = self.expect(Tok::Id, "the macro's name")?.text(self.src).to_owned();
+                let name = self
+                    .expect(Tok::Id, "the macro's name")?
+                    .text(self.src)
+                    .to_owned();
                 self.decl = Some(format!("macro {name:?}"));
                 self.keyword_def(Keyword::Condition, "\"condition\"")?;
                 let condition = self.expression(0)?;
@@ -589,7 +592,10 @@ impl<'s> Parser<'s> {
                 Decl::Macro { name, condition }
             }
             Keyword::List => {
-                let name = self.expect(Tok::Id, "the list's name")?.text(self.src).to_owned();
+                let name = self
+                    .expect(Tok::Id, "the list's name")?
+                    .text(self.src)
+                    .to_owned();
                 self.decl = Some(format!("list {name:?}"));
                 self.keyword_def(Keyword::Items, "\"items\"")?;
                 let text = self.items("the items")?;
@@ -599,7 +605,10 @@ impl<'s> Parser<'s> {
                 }
             }
             Keyword::Filter | Keyword::Drop => {
-                let name = self.expect(Tok::Id, "the filter's name")?.text(self.src).to_owned();
+                let name = self
+                    .expect(Tok::Id, "the filter's name")?
+                    .text(self.src)
+                    .to_owned();
                 self.decl = Some(format!("filter {name:?}"));
                 self.keyword_def(Keyword::Condition, "\"condition\"")?;
                 let condition = self.expression(0)?;
@@ -664,13 +673,18 @@ mod tests {
         assert_eq!(r.desc, "a shell\n    was started");
         assert_eq!(r.output.as_deref(), Some("shell (%proc.cmdline)"));
         assert_eq!(r.priority.as_deref(), Some("WARNING"));
-        assert_eq!(r.tags.as_deref(), Some(&["shell".to_string(), "mitre:T1059".into()][..]));
+        assert_eq!(
+            r.tags.as_deref(),
+            Some(&["shell".to_string(), "mitre:T1059".into()][..])
+        );
         assert_eq!(r.prefilter.as_deref(), Some(&["PE".to_string()][..]));
         assert_eq!(r.enabled.as_deref(), Some("false"));
         let cond = r.condition.as_ref().unwrap();
         assert_eq!(cond.any.len(), 1);
         assert_eq!(cond.any[0].len(), 2);
-        assert!(matches!(&cond.any[0][1], Term::Not(t) if matches!(**t, Term::Binary(_, BinOp::Eq, _))));
+        assert!(
+            matches!(&cond.any[0][1], Term::Not(t) if matches!(**t, Term::Binary(_, BinOp::Eq, _)))
+        );
     }
 
     #[test]
@@ -727,7 +741,8 @@ mod tests {
         let err = parse("- rule: r\n  condition: a = b\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "2:3: expected the rule's name, found \"condition\" (in rule \"r\")".replace("the rule's name", "\"desc\"")
+            "2:3: expected the rule's name, found \"condition\" (in rule \"r\")"
+                .replace("the rule's name", "\"desc\"")
         );
     }
 

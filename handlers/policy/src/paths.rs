@@ -123,9 +123,7 @@ pub fn parse_sym_path<'a>(orig: &'a str, link: &mut String) -> &'a str {
         {
             // `%s` skips spaces, then takes the next word.
             let tail = tail.trim_start_matches([' ', '\t', '\n', '\r']);
-            let word_end = tail
-                .find([' ', '\t', '\n', '\r'])
-                .unwrap_or(tail.len());
+            let word_end = tail.find([' ', '\t', '\n', '\r']).unwrap_or(tail.len());
             if word_end == 0 {
                 return orig;
             }
@@ -195,7 +193,10 @@ mod tests {
     fn socket_paths_split_into_path_and_link() {
         let mut link = String::new();
         assert_eq!(
-            parse_sym_path("ffff9ce02054c800->ffff9ce02054c000 /var/run/docker.sock", &mut link),
+            parse_sym_path(
+                "ffff9ce02054c800->ffff9ce02054c000 /var/run/docker.sock",
+                &mut link
+            ),
             "/var/run/docker.sock"
         );
         assert_eq!(link, "ffff9ce02054c800->ffff9ce02054c000");

@@ -39,9 +39,18 @@ fn outside_the_launcher_it_explains_itself_and_exits_2() {
 #[test]
 fn the_reference_sets_compile_and_their_lenient_names_are_reported() {
     for (set, counts) in [
-        ("runtimeintegrity", "4 files, 79 rules, 115 macros, 157 lists, 1 filters"),
-        ("distribution", "1 files, 21 rules, 84 macros, 42 lists, 1 filters"),
-        ("tests", "17 files, 84 rules, 302 macros, 115 lists, 0 filters"),
+        (
+            "runtimeintegrity",
+            "4 files, 79 rules, 115 macros, 157 lists, 1 filters",
+        ),
+        (
+            "distribution",
+            "1 files, 21 rules, 84 macros, 42 lists, 1 filters",
+        ),
+        (
+            "tests",
+            "17 files, 84 rules, 302 macros, 115 lists, 0 filters",
+        ),
     ] {
         let (code, out, err) = check(&[&policies(set)]);
         assert_eq!(code, Some(0), "{set}: {err}");
@@ -61,7 +70,10 @@ fn the_reference_sets_compile_and_their_lenient_names_are_reported() {
     }
     let (_, out, _) = check(&[&policies("tests")]);
     let unknown = out.matches("unknown attribute").count();
-    assert!(unknown >= 40, "tests/falco.yaml has ~40 unknown attributes, {unknown} reported:\n{out}");
+    assert!(
+        unknown >= 40,
+        "tests/falco.yaml has ~40 unknown attributes, {unknown} reported:\n{out}"
+    );
 }
 
 #[test]
@@ -69,7 +81,10 @@ fn strict_mode_refuses_what_lenient_mode_reports() {
     let (code, out, err) = check(&[&"--strict", &policies("runtimeintegrity")]);
     assert_eq!(code, Some(2), "{out}");
     assert!(err.contains("strict mode: 10 problem(s): "), "{err}");
-    assert!(err.contains("runtimeintegrity.yaml:467:29: unknown attribute \"sf.proc.username\""), "{err}");
+    assert!(
+        err.contains("runtimeintegrity.yaml:467:29: unknown attribute \"sf.proc.username\""),
+        "{err}"
+    );
     let (code, _, err) = check(&[&"--strict", &policies("distribution")]);
     assert_eq!(code, Some(0), "distribution is clean: {err}");
 }
@@ -78,22 +93,35 @@ fn strict_mode_refuses_what_lenient_mode_reports() {
 fn bad_policies_are_errors_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "- rule: r\n  desc: d\n  condition: sf.proc.name = \n  priority: low\n").unwrap();
+    std::fs::write(
+        &bad,
+        "- rule: r\n  desc: d\n  condition: sf.proc.name = \n  priority: low\n",
+    )
+    .unwrap();
     let (code, _, err) = check(&[&bad]);
     assert_eq!(code, Some(2));
     assert_eq!(
         err.trim_end(),
-        format!("{0}: {0}:4:3: expected a value or an attribute, found \"priority\" (in rule \"r\")", bad.display())
+        format!(
+            "{0}: {0}:4:3: expected a value or an attribute, found \"priority\" (in rule \"r\")",
+            bad.display()
+        )
     );
     let cycle = dir.path().join("cycle.yaml");
     std::fs::write(&cycle, "- macro: a\n  condition: b\n- macro: b\n  condition: sf.type = PE and a\n- rule: r\n  desc: d\n  condition: a\n").unwrap();
     let (code, _, err) = check(&[&cycle]);
     assert_eq!(code, Some(2));
-    assert!(err.ends_with("cycle.yaml:4:31: macro cycle: a -> b -> a\n"), "{err}");
+    assert!(
+        err.ends_with("cycle.yaml:4:31: macro cycle: a -> b -> a\n"),
+        "{err}"
+    );
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     std::fs::write(empty.join("notes.txt"), "not a policy").unwrap();
     let (code, _, err) = check(&[&empty]);
     assert_eq!(code, Some(2));
-    assert!(err.ends_with("empty: no policy file (.yaml or .yml) found\n"), "{err}");
+    assert!(
+        err.ends_with("empty: no policy file (.yaml or .yml) found\n"),
+        "{err}"
+    );
 }
