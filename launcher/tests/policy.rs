@@ -41,6 +41,9 @@ const SETS: [(&str, &str, &str); 4] = [
 
 type Key = (String, i64, Option<i64>, Vec<String>);
 
+/// Opflags names per record (type, ts, tid) of the reference's enrich export.
+type OpflagsNames = HashMap<(String, i64, Option<i64>), Vec<Vec<String>>>;
+
 fn key(v: &Value) -> Key {
     let mut ids: Vec<String> = v["policies"]
         .as_array()
@@ -121,7 +124,7 @@ fn run_set(dir: &Path, set: &str, mode: &str, trace: &Path, extra: &[(&str, Valu
 }
 
 /// Opflags names of each record (type, ts, tid) in the reference's enrich export.
-fn reference_opflags(trace: &str) -> HashMap<(String, i64, Option<i64>), Vec<Vec<String>>> {
+fn reference_opflags(trace: &str) -> OpflagsNames {
     let mut m: HashMap<_, Vec<Vec<String>>> = HashMap::new();
     let path = shared().join(format!("reference/out/enrich/{trace}.jsonl.gz"));
     for v in read_gz(&path) {
@@ -141,10 +144,7 @@ fn reference_opflags(trace: &str) -> HashMap<(String, i64, Option<i64>), Vec<Vec
 
 /// Whether the reference's export names this record's opFlags with the other record type's
 /// names (its `GetOpFlags` cache).
-fn opflags_cache_explains(
-    k: &Key,
-    names: &HashMap<(String, i64, Option<i64>), Vec<Vec<String>>>,
-) -> bool {
+fn opflags_cache_explains(k: &Key, names: &OpflagsNames) -> bool {
     let (t, ts, tid, _) = k;
     let wrong: &[&str] = match t.as_str() {
         "FF" | "FE" | "PE" => &["SEND", "RECV"],

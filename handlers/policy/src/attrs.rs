@@ -559,7 +559,7 @@ fn open_flag_names(flags: i32) -> impl Iterator<Item = &'static str> {
     )
 }
 
-fn join_into<'b>(buf: &'b mut String, items: impl Iterator<Item = &'static str>) -> &'b str {
+fn join_into(buf: &mut String, items: impl Iterator<Item = &'static str>) -> &str {
     for (i, s) in items.enumerate() {
         if i > 0 {
             buf.push(',');

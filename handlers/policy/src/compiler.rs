@@ -574,8 +574,8 @@ pub fn compile_sources(
     });
     let ctx = tables.context_for(0, &dummy);
     let mut rules = Vec::new();
-    let mut programs: Vec<(Vec<Node>, Vec<(u32, Node)>)> =
-        KINDS.iter().map(|_| Default::default()).collect();
+    type Lists = (Vec<Node>, Vec<(u32, Node)>);
+    let mut programs: Vec<Lists> = KINDS.iter().map(|_| Default::default()).collect();
     for p in pending {
         let rule_index = p.rule.as_ref().map(|_| rules.len() as u32);
         for (ki, kind) in KINDS.iter().enumerate() {
@@ -766,20 +766,32 @@ fn matcher(lhs: StrOperand, op: StrOp, pieces: Vec<&str>, kind: RecordKind) -> N
                 }
                 return test(Test::IntIn(f, vals.into()));
             }
-            test(Test::Match(lhs, Matcher::Eq(PieceSet::new(dedup(pieces)))))
+            test(Test::Match(
+                lhs,
+                Box::new(Matcher::Eq(PieceSet::new(dedup(pieces)))),
+            ))
         }
         _ if pieces.iter().any(|p| p.is_empty()) => Node::Const(true),
         StrOp::Contains => test(Test::Match(
             lhs,
-            Matcher::Contains(Finder::new(&dedup(pieces))),
+            Box::new(Matcher::Contains(Finder::new(&dedup(pieces)))),
         )),
         StrOp::IContains => {
             let lower: Vec<String> = pieces.iter().map(|p| p.to_lowercase()).collect();
             let lower = dedup(lower.iter().map(String::as_str).collect());
-            test(Test::Match(lhs, Matcher::IContains(Finder::new(&lower))))
+            test(Test::Match(
+                lhs,
+                Box::new(Matcher::IContains(Finder::new(&lower))),
+            ))
         }
-        StrOp::StartsWith => test(Test::Match(lhs, Matcher::StartsWith(dedup(pieces).into()))),
-        StrOp::EndsWith => test(Test::Match(lhs, Matcher::EndsWith(dedup(pieces).into()))),
+        StrOp::StartsWith => test(Test::Match(
+            lhs,
+            Box::new(Matcher::StartsWith(dedup(pieces).into())),
+        )),
+        StrOp::EndsWith => test(Test::Match(
+            lhs,
+            Box::new(Matcher::EndsWith(dedup(pieces).into())),
+        )),
     }
 }
 

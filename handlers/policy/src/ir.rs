@@ -121,7 +121,7 @@ impl PieceSet {
 #[derive(Debug, Clone)]
 pub enum Finder {
     /// One piece.
-    One(memchr::memmem::Finder<'static>),
+    One(Box<memchr::memmem::Finder<'static>>),
     /// Many pieces, one automaton.
     Many(AhoCorasick),
 }
@@ -133,7 +133,9 @@ impl Finder {
     /// Never for pieces of policy files (an automaton of that size always builds).
     pub fn new(pieces: &[Box<str>]) -> Self {
         if pieces.len() == 1 {
-            Finder::One(memchr::memmem::Finder::new(pieces[0].as_bytes()).into_owned())
+            Finder::One(Box::new(
+                memchr::memmem::Finder::new(pieces[0].as_bytes()).into_owned(),
+            ))
         } else {
             Finder::Many(
                 AhoCorasick::new(pieces.iter().map(|p| p.as_bytes()))
@@ -203,7 +205,7 @@ impl Matcher {
 #[derive(Debug, Clone)]
 pub enum Test {
     /// An attribute compared with literal pieces.
-    Match(StrOperand, Matcher),
+    Match(StrOperand, Box<Matcher>),
     /// Two operands compared, at least one an attribute.
     Dyn(StrOperand, StrOp, StrOperand),
     /// An integer comparison.

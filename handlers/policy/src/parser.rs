@@ -496,10 +496,7 @@ impl<'s> Parser<'s> {
             condition: Some(self.expression(0)?),
             ..RuleDecl::default()
         };
-        loop {
-            let Some(Tok::Keyword(k)) = self.peek_tok() else {
-                break;
-            };
+        while let Some(Tok::Keyword(k)) = self.peek_tok() {
             if self.peek_at(1).map(|t| t.tok) != Some(Tok::Def) {
                 break;
             }
