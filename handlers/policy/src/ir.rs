@@ -1,0 +1,344 @@
+//! The compiled form of a condition for one record type, and its evaluation.
+//!
+//! Every string comparison of the reference splits both sides on `,` and holds if any pair
+//! of pieces does (`compareStr`). Literal sides are split once, here, when compiling; an
+//! attribute's value is split (or scanned) when evaluating. `in` and `pmatch` hold if the
+//! value matches any piece of any item (`FoldAny`): `in` lists are hash sets, `pmatch` lists
+//! and multi-piece `contains` one Aho-Corasick automaton (a piece without `,` cannot match
+//! across a `,` of the value, so the automaton runs over the whole value). Values are read
+//! into reused buffers: evaluating allocates nothing once the buffers have grown.
+
+use aho_corasick::AhoCorasick;
+use rustc_hash::FxHashSet;
+
+use crate::attrs::{Field, NAMED_OP_FLAGS, Rec};
+
+/// A string operand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrOperand {
+    /// A literal (bounding quotes removed).
+    Lit(Box<str>),
+    /// An attribute.
+    Field(Field),
+    /// An attribute with a JSON-path suffix.
+    Path(Field, Box<str>),
+}
+
+/// An integer operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOperand {
+    /// A literal (0 for text that is not a decimal number, as the reference's `MapInt`).
+    Lit(i64),
+    /// A numeric attribute.
+    Field(Field),
+}
+
+/// A string operator (`!=` is `not =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrOp {
+    /// `=`, `in`.
+    Eq,
+    /// `contains`, `pmatch`.
+    Contains,
+    /// `icontains`.
+    IContains,
+    /// `startswith`.
+    StartsWith,
+    /// `endswith`.
+    EndsWith,
+}
+
+/// An integer comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+}
+
+impl Cmp {
+    /// Applies the comparison.
+    pub fn apply(self, l: i64, r: i64) -> bool {
+        match self {
+            Cmp::Lt => l < r,
+            Cmp::Le => l <= r,
+            Cmp::Gt => l > r,
+            Cmp::Ge => l >= r,
+        }
+    }
+}
+
+/// The reference's `compareStr`: split both sides on `,`, true if any pair matches.
+pub fn compare_str(l: &str, r: &str, op: StrOp) -> bool {
+    l.split(',')
+        .any(|a| r.split(',').any(|b| piece_matches(a, b, op)))
+}
+
+fn piece_matches(a: &str, b: &str, op: StrOp) -> bool {
+    match op {
+        StrOp::Eq => a == b,
+        StrOp::Contains => a.contains(b),
+        StrOp::IContains => a.to_lowercase().contains(&b.to_lowercase()),
+        StrOp::StartsWith => a.starts_with(b),
+        StrOp::EndsWith => a.ends_with(b),
+    }
+}
+
+/// A set of literal pieces compared for equality.
+#[derive(Debug, Clone)]
+pub enum PieceSet {
+    /// A few: compared one by one.
+    Few(Box<[Box<str>]>),
+    /// Many: hashed.
+    Many(FxHashSet<Box<str>>),
+}
+
+impl PieceSet {
+    /// The set of `pieces`.
+    pub fn new(pieces: Vec<Box<str>>) -> Self {
+        if pieces.len() <= 6 {
+            PieceSet::Few(pieces.into())
+        } else {
+            PieceSet::Many(pieces.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            PieceSet::Few(v) => v.iter().any(|p| &**p == s),
+            PieceSet::Many(h) => h.contains(s),
+        }
+    }
+}
+
+/// Substring search for one or many literal pieces (none of them empty: an empty piece is
+/// contained in everything and is folded away when compiling).
+#[derive(Debug, Clone)]
+pub enum Finder {
+    /// One piece.
+    One(Box<memchr::memmem::Finder<'static>>),
+    /// Many pieces, one automaton.
+    Many(AhoCorasick),
+}
+
+impl Finder {
+    /// A finder of any of `pieces` (non-empty, non-empty pieces).
+    ///
+    /// # Panics
+    /// Never for pieces of policy files (an automaton of that size always builds).
+    pub fn new(pieces: &[Box<str>]) -> Self {
+        if pieces.len() == 1 {
+            Finder::One(Box::new(
+                memchr::memmem::Finder::new(pieces[0].as_bytes()).into_owned(),
+            ))
+        } else {
+            Finder::Many(
+                AhoCorasick::new(pieces.iter().map(|p| p.as_bytes()))
+                    .expect("an Aho-Corasick automaton of policy literals"),
+            )
+        }
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            Finder::One(f) => f.find(s.as_bytes()).is_some(),
+            Finder::Many(ac) => ac.is_match(s),
+        }
+    }
+}
+
+/// A comparison of a value with literal pieces.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// A piece of the value equals one of these.
+    Eq(PieceSet),
+    /// The value contains one of these.
+    Contains(Finder),
+    /// The value, lower-cased, contains one of these (lower-cased).
+    IContains(Finder),
+    /// A piece of the value starts with one of these.
+    StartsWith(Box<[Box<str>]>),
+    /// A piece of the value ends with one of these.
+    EndsWith(Box<[Box<str>]>),
+}
+
+impl Matcher {
+    fn matches(&self, v: &str, lower: &mut String) -> bool {
+        match self {
+            Matcher::Eq(set) => {
+                if !v.as_bytes().contains(&b',') {
+                    return set.contains(v);
+                }
+                v.split(',').any(|p| set.contains(p))
+            }
+            Matcher::Contains(f) => f.is_match(v),
+            Matcher::IContains(f) => {
+                if v.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                    lower.clear();
+                    if v.is_ascii() {
+                        lower.push_str(v);
+                        lower.make_ascii_lowercase();
+                    } else {
+                        lower.push_str(&v.to_lowercase());
+                    }
+                    f.is_match(lower)
+                } else {
+                    f.is_match(v)
+                }
+            }
+            Matcher::StartsWith(ps) => v
+                .split(',')
+                .any(|piece| ps.iter().any(|p| piece.starts_with(&**p))),
+            Matcher::EndsWith(ps) => v
+                .split(',')
+                .any(|piece| ps.iter().any(|p| piece.ends_with(&**p))),
+        }
+    }
+}
+
+/// One test of a record.
+#[derive(Debug, Clone)]
+pub enum Test {
+    /// An attribute compared with literal pieces.
+    Match(StrOperand, Box<Matcher>),
+    /// Two operands compared, at least one an attribute.
+    Dyn(StrOperand, StrOp, StrOperand),
+    /// An integer comparison.
+    Int(IntOperand, Cmp, IntOperand),
+    /// A numeric attribute's decimal text equals one of these numbers.
+    IntIn(Field, Box<[i64]>),
+    /// `sf.opflags = X` / `in (...)`: one of the bits of `mask` is set, or, with `none`, no
+    /// named bit is (the empty name).
+    Flags {
+        /// The bits named.
+        mask: i32,
+        /// Whether the empty name was one of the pieces.
+        none: bool,
+    },
+    /// The attribute has a non-zero value.
+    Exists(Field),
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// Known when compiling.
+    Const(bool),
+    /// All of.
+    And(Box<[Node]>),
+    /// Any of.
+    Or(Box<[Node]>),
+    /// Not.
+    Not(Box<Node>),
+    /// A test.
+    Test(Box<Test>),
+}
+
+/// Reused buffers of an evaluation.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    a: String,
+    b: String,
+    lower: String,
+    path: String,
+}
+
+impl Scratch {
+    /// Empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn operand<'b>(
+    rec: &'b Rec<'_>,
+    o: &'b StrOperand,
+    buf: &'b mut String,
+    path: &'b mut String,
+) -> &'b str {
+    match o {
+        StrOperand::Lit(s) => s,
+        StrOperand::Field(f) => rec.str_value(*f, buf),
+        StrOperand::Path(f, p) => {
+            if f.value_type() != crate::attrs::ValueType::Str {
+                return rec.str_value(*f, buf);
+            }
+            let raw = rec.raw_str(*f, buf);
+            if raw.is_empty() || p.is_empty() {
+                return crate::parser::trim_bounding_quotes(raw);
+            }
+            crate::jsonpath::get(raw, p, path);
+            path
+        }
+    }
+}
+
+fn int_operand(rec: &Rec<'_>, o: IntOperand) -> i64 {
+    match o {
+        IntOperand::Lit(v) => v,
+        IntOperand::Field(f) => rec.int_value(f),
+    }
+}
+
+impl Node {
+    /// Evaluates the condition on `rec`.
+    pub fn eval(&self, rec: &Rec<'_>, sc: &mut Scratch) -> bool {
+        match self {
+            Node::Const(b) => *b,
+            Node::And(all) => all.iter().all(|n| n.eval(rec, sc)),
+            Node::Or(any) => any.iter().any(|n| n.eval(rec, sc)),
+            Node::Not(n) => !n.eval(rec, sc),
+            Node::Test(t) => t.eval(rec, sc),
+        }
+    }
+
+    /// Number of tests, for statistics.
+    pub fn size(&self) -> usize {
+        match self {
+            Node::Const(_) => 0,
+            Node::And(v) | Node::Or(v) => v.iter().map(Node::size).sum(),
+            Node::Not(n) => n.size(),
+            Node::Test(_) => 1,
+        }
+    }
+}
+
+impl Test {
+    fn eval(&self, rec: &Rec<'_>, sc: &mut Scratch) -> bool {
+        match self {
+            Test::Match(o, m) => {
+                let Scratch { a, lower, path, .. } = sc;
+                let v = operand(rec, o, a, path);
+                m.matches(v, lower)
+            }
+            Test::Dyn(l, op, r) => {
+                let Scratch { a, b, path, lower } = sc;
+                let lv = operand(rec, l, a, path);
+                // The second operand needs its own path buffer.
+                let rv = operand(rec, r, b, lower);
+                compare_str(lv, rv, *op)
+            }
+            Test::Int(l, c, r) => c.apply(int_operand(rec, *l), int_operand(rec, *r)),
+            Test::IntIn(f, vals) => {
+                let v = rec.int_value(*f);
+                vals.contains(&v)
+            }
+            Test::Flags { mask, none } => {
+                let flags = rec.ev.op_flags;
+                flags & mask != 0 || (*none && flags & NAMED_OP_FLAGS == 0)
+            }
+            Test::Exists(f) => rec.exists(*f, &mut sc.a),
+        }
+    }
+}
+
+/// The value of operand `o` on `rec`, owned (for folding when compiling).
+pub(crate) fn operand_value(rec: &Rec<'_>, o: &StrOperand, sc: &mut Scratch) -> String {
+    let Scratch { a, path, .. } = sc;
+    operand(rec, o, a, path).to_owned()
+}
