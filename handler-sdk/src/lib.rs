@@ -55,6 +55,7 @@ pub mod config;
 #[cfg(feature = "in-process")]
 pub mod in_process;
 mod runtime;
+pub mod status;
 
 pub use runtime::{
     ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS,
@@ -64,6 +65,7 @@ pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
     ConfigError, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, HandlerResult,
 };
+pub use status::reopen_requested;
 
 /// The process's log (the reference format, on standard output and error) and [`print`](
 /// logging::print) for whole blocks of output (tables, reports) that must keep their order

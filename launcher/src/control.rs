@@ -42,7 +42,7 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn socket_name(uid: u32, pid: u32) -> String {
-    format!("sf-launch.{uid}.{pid}")
+    sf_processor::handler::env::control_socket_name(uid, pid)
 }
 
 fn uid() -> u32 {
