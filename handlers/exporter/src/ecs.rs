@@ -403,7 +403,7 @@ fn container(out: &mut Vec<u8>, v: &View<'_>) {
 }
 
 fn file(out: &mut Vec<u8>, v: &View<'_>) {
-    let raw = v.file.map_or("", |f| f.path.as_str());
+    let raw = v.file.map_or("", |f| f.path.trim());
     let (path, _) = gopath::parse_sym_path(raw);
     let mut file_type = match v.file.map(|f| f.restype) {
         Some(t) if t == i32::from(b'f') => "file",
@@ -441,7 +441,7 @@ fn file(out: &mut Vec<u8>, v: &View<'_>) {
         && v.op_flags & (op_flags::MKDIR | op_flags::RMDIR | op_flags::UNLINK) == 0;
     if v.kind == RecordKind::FileEvent && linked {
         key(out, false, "target_path");
-        jw::string(out, v.new_file.map_or("", |f| f.path.as_str()));
+        jw::string(out, v.new_file.map_or("", |f| f.path.trim()));
     }
     key(out, false, "type");
     jw::string(out, file_type);

@@ -322,9 +322,9 @@ fn ip_array(out: &mut Vec<u8>, ips: &[i64]) {
 }
 
 fn file_section(out: &mut Vec<u8>, v: &View<'_>) {
-    let raw = v.file.map_or("", |f| f.path.as_str());
+    let raw = v.file.map_or("", |f| f.path.trim());
     let (path, symlink) = gopath::parse_sym_path(raw);
-    let new_raw = v.new_file.map_or("", |f| f.path.as_str());
+    let new_raw = v.new_file.map_or("", |f| f.path.trim());
     let (new_path, new_symlink) = gopath::parse_sym_path(new_raw);
     let flow = v.kind == RecordKind::FileFlow;
     open_section(out, "file");
