@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -378,5 +379,149 @@ fn json_and_ecs_match_the_reference_field_by_field() {
         enrich.named["opflags names cached process-wide (reference bug)"] > 100,
         "{report}"
     );
+    assert_clean(dir.path());
+}
+
+/// The file transport appends (a second run continues the file), and writes a character
+/// device as it is: /dev/null stays the device (the reference replaced it with a file).
+#[test]
+fn the_file_is_appended_to_and_devices_are_written_as_they_are() {
+    assert_exporter_built();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.out");
+    std::fs::write(&out, "kept\n").unwrap();
+    let trace = shared().join("traces/tcp.sf");
+    for path in [out.as_path(), Path::new("/dev/null")] {
+        let p = write_blocks(
+            dir.path(),
+            &[
+                json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "file", "file.path": path}),
+            ],
+        );
+        for _ in 0..2 {
+            let run = launch(dir.path(), &[&p, &trace]);
+            assert!(run.status.success(), "{run:?}");
+        }
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().next(), Some("kept"), "never truncated");
+    assert_eq!(
+        text.lines().count(),
+        1 + 2 * 10,
+        "two runs of 10 records appended"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "/dev/null is still the device"
+    );
+    assert_clean(dir.path());
+}
+
+/// `ctl reopen exporter` (what logrotate's postrotate runs): the file renamed away keeps what
+/// was written, and the path is opened anew.
+#[test]
+fn ctl_reopen_opens_the_path_again_for_logrotate() {
+    assert_exporter_built();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.out");
+    let rotated = dir.path().join("export.out.1");
+    let fifo = mkfifo(dir.path());
+    let p = write_blocks(
+        dir.path(),
+        &[
+            json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "file", "file.path": out}),
+        ],
+    );
+    let launched = spawn_launch(dir.path(), &[&p, &fifo]);
+    let pid = launched.id();
+    let writer = feed_fifo(&fifo, &shared().join("traces/tcp.sf"));
+    let lines = |p: &Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    wait_for("the records exported", Duration::from_secs(30), || {
+        lines(&out) == 10
+    });
+    std::fs::rename(&out, &rotated).unwrap();
+    let (code, said, err) = ctl(pid, &["reopen", "exporter"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(said.starts_with("handler exporter (pid "), "{said}");
+    wait_for("the path opened again", Duration::from_secs(30), || {
+        out.exists()
+    });
+    let (code, _, err) = ctl(pid, &["reopen", "nosuch"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no handler named \"nosuch\""), "{err}");
+    drop(writer);
+    let run = wait_with_watchdog(launched, "sf-launch");
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        run.stdout.contains("file ") && run.stdout.contains("reopened"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines(&rotated), 10, "the rotated file keeps its records");
+    assert_eq!(lines(&out), 0);
+    assert_clean(dir.path());
+}
+
+/// The reference's pipeline files: those asking for what is not supported are start errors
+/// naming it; the template stops at its first placeholder.
+#[test]
+fn the_reference_pipelines_unsupported_parts_are_start_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = shared().join("reference/pipelines");
+    let trace = shared().join("traces/tcp.sf");
+    for (file, want) in [
+        (
+            "pipeline.elk.json",
+            "pipeline[2].export: \"es\" (Elasticsearch bulk ingestion) is not supported",
+        ),
+        (
+            "pipeline.findings.json",
+            "pipeline[2].export: \"es\" (Elasticsearch bulk ingestion) is not supported",
+        ),
+        (
+            "pipeline.otel.json",
+            "drivers[0].driver: \"otelkafka\" (OpenTelemetry records from Kafka) is not supported",
+        ),
+        (
+            "pipeline.template.json",
+            "pipeline[0].filter.enabled: expected \"on\" or \"off\"",
+        ),
+    ] {
+        let run = launch(dir.path(), &[&pipelines.join(file), &trace]);
+        assert_eq!(run.status.code(), Some(2), "{file}: {run:?}");
+        assert!(run.stderr.contains(want), "{file}: {}", run.stderr);
+    }
+    assert_clean(dir.path());
+}
+
+/// Unknown `export` and `format` values are start errors (the reference falls back to
+/// terminal and json without a word).
+#[test]
+fn unknown_export_or_format_values_stop_the_start() {
+    assert_exporter_built();
+    let dir = tempfile::tempdir().unwrap();
+    for (block, want) in [
+        (
+            json!({"export": "stdout"}),
+            "\"export\": \"stdout\" is not one of terminal, file, syslog, kafka, null",
+        ),
+        (
+            json!({"format": "yaml"}),
+            "\"format\": \"yaml\" is not one of json, ecs",
+        ),
+    ] {
+        let mut b = json!({"processor": "exporter", "in": "sysflow sysflowchan"});
+        for (k, v) in block.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let p = write_blocks(dir.path(), &[b]);
+        let run = launch(dir.path(), &[&p, &shared().join("traces/tcp.sf")]);
+        assert_eq!(run.status.code(), Some(1), "{run:?}");
+        assert!(run.stderr.contains(want), "{}", run.stderr);
+    }
     assert_clean(dir.path());
 }

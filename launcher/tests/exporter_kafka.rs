@@ -18,7 +18,9 @@ fn file_export(dir: &std::path::Path, trace: &std::path::Path, format: &str) -> 
     let out = dir.join(format!("file.{format}"));
     let p = write_blocks(
         dir,
-        &[json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "file", "format": format, "file.path": out})],
+        &[
+            json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "file", "format": format, "file.path": out}),
+        ],
     );
     let run = launch(dir, &[&p, &trace]);
     assert!(run.status.success(), "{run:?}");
@@ -42,9 +44,11 @@ fn every_record_is_produced_and_consumed_back() {
         cluster.create_topic(&topic, 3, 1).expect("topic");
         let p = write_blocks(
             dir.path(),
-            &[json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "kafka",
+            &[
+                json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "kafka",
                 "format": format, "kafka.topic": topic, "kafka.key": "node", "kafka.compression": "lz4",
-                "kafka.config": {"bootstrap.servers": servers, "linger.ms": "5"}, "buffer": "50"})],
+                "kafka.config": {"bootstrap.servers": servers, "linger.ms": "5"}, "buffer": "50"}),
+            ],
         );
         let run = launch(dir.path(), &[&p, &trace]);
         assert!(run.status.success(), "{format}: {run:?}");
@@ -79,11 +83,18 @@ fn every_record_is_produced_and_consumed_back() {
         }
         // Nothing more than the records.
         assert!(consumer.poll(Duration::from_millis(500)).is_none());
-        assert_eq!(keys, BTreeMap::from([("minikube".to_owned(), want.len())]), "key: the node");
+        assert_eq!(
+            keys,
+            BTreeMap::from([("minikube".to_owned(), want.len())]),
+            "key: the node"
+        );
         let mut want = want;
         got.sort();
         want.sort();
-        assert!(got == want, "{format}: the messages are the records the file transport writes");
+        assert!(
+            got == want,
+            "{format}: the messages are the records the file transport writes"
+        );
     }
     assert_clean(dir.path());
 }
@@ -93,13 +104,17 @@ fn an_invalid_kafka_property_is_a_start_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_blocks(
         dir.path(),
-        &[json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "kafka",
-            "kafka.topic": "t", "kafka.config": {"bootstrap.servers": "127.0.0.1:1", "no.such.thing": "1"}})],
+        &[
+            json!({"processor": "exporter", "in": "sysflow sysflowchan", "export": "kafka",
+            "kafka.topic": "t", "kafka.config": {"bootstrap.servers": "127.0.0.1:1", "no.such.thing": "1"}}),
+        ],
     );
     let run = launch(dir.path(), &[&p, &shared().join("traces/tcp.sf")]);
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(
-        run.stderr.contains("\"kafka.config.no.such.thing\": No such configuration property: \"no.such.thing\""),
+        run.stderr.contains(
+            "\"kafka.config.no.such.thing\": No such configuration property: \"no.such.thing\""
+        ),
         "{}",
         run.stderr
     );
