@@ -214,7 +214,8 @@ struct Tally {
 /// Compares our records with the reference's, every reference record matched to the one of
 /// ours with the same join key that differs in the fewest fields.
 fn compare(trace: &str, theirs: &[Value], ours: &[Value], ecs: bool) -> Tally {
-    let mut by_key: HashMap<String, Vec<(BTreeMap<String, Value>, &Value)>> = HashMap::new();
+    type Flat<'a> = (BTreeMap<String, Value>, &'a Value);
+    let mut by_key: HashMap<String, Vec<Flat<'_>>> = HashMap::new();
     for o in ours {
         let mut f = BTreeMap::new();
         flatten(o, "", &mut f);

@@ -23,10 +23,13 @@ use crate::config::KafkaSettings;
 /// How long [`Transport::commit`] waits for the delivery reports of what was produced.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Collects failed deliveries (key, value, error) to produce them again.
+/// A message whose delivery failed: key, value, and why.
+type Failed = (Option<Vec<u8>>, Vec<u8>, String);
+
+/// Collects failed deliveries to produce them again.
 #[derive(Debug, Default)]
 pub struct Reports {
-    failed: Mutex<Vec<(Option<Vec<u8>>, Vec<u8>, String)>>,
+    failed: Mutex<Vec<Failed>>,
     delivered: std::sync::atomic::AtomicU64,
 }
 
