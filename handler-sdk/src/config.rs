@@ -17,7 +17,7 @@
 //!   each `_` written `.`, that dotted key is set (the reference's rule for dotted names);
 //! - a block of one of the reference's built-in processors without a `handler` key
 //!   (`"processor": "policyengine"`, `"exporter"`: see
-//!   [`IMPLIED_HANDLERS`](sf_processor::pipeline::IMPLIED_HANDLERS)) is named by its
+//!   [`IMPLIED_HANDLERS`]) is named by its
 //!   processor, so its prefix is the processor's name, and every `_` of the rest stands for
 //!   `.`, as in the reference's plugin cache: `POLICYENGINE_MODE` sets `mode`,
 //!   `EXPORTER_SYSLOG_HOST` sets `syslog.host`, `EXPORTER_FILE_PATH` sets `file.path`;

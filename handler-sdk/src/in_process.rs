@@ -166,6 +166,7 @@ fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Resu
 
 /// [`run`](crate::run)'s in-process branch: one copy of `handler`.
 pub(crate) fn run_one<H: Handler>(args: Result<InProcessArgs, String>, handler: H) -> ExitCode {
+    crate::status::catch_reopen_signal();
     match args {
         Ok(args) if args.copies == 1 => run_in_process(&args, vec![handler]),
         Ok(_) => {

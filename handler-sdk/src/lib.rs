@@ -62,6 +62,7 @@ pub mod in_process;
 pub mod output;
 mod runtime;
 pub mod snapshot;
+pub mod status;
 
 pub use runtime::{
     DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD,
@@ -73,6 +74,7 @@ pub use sf_processor::handler::{
     ConfigError, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, HandlerResult,
     SnapshotResult,
 };
+pub use status::reopen_requested;
 
 /// The process's log (the reference format, on standard output and error) and [`print`](
 /// logging::print) for whole blocks of output (tables, reports) that must keep their order

@@ -93,6 +93,8 @@ pub fn run<H: Handler>(handler: H) -> ExitCode {
     // `sf-launch … | head`: a handler whose stdout is closed ends as by SIGPIPE.
     logging::exit_on_closed_stdout();
     let name = std::env::var(ENV_NAME).unwrap_or_else(|_| "handler".into());
+    // `sf-launch ctl reopen NAME`: never fatal, whether or not the handler reopens anything.
+    crate::status::catch_reopen_signal();
     let shutdown = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown))
     {

@@ -6,7 +6,9 @@
 //! are checked and other users are refused.
 //!
 //! Protocol: one JSON request line, one JSON reply line. Requests: `{"cmd":"status"}`,
-//! `{"cmd":"restart","name":"printer"}`, `{"cmd":"stop"}`. Replies: `{"ok":true,...}` or
+//! `{"cmd":"restart","name":"printer"}`, `{"cmd":"reopen","name":"exporter"}`, `{"cmd":"stop"}`,
+//! and from handlers `{"cmd":"report","name":"exporter","pid":123,"status":"..."}` (their
+//! status line, `handler_sdk::status::report`). Replies: `{"ok":true,...}` or
 //! `{"ok":false,"error":"..."}`.
 
 use std::io::{BufRead, BufReader, Read as _, Write};
@@ -42,7 +44,7 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn socket_name(uid: u32, pid: u32) -> String {
-    format!("sf-launch.{uid}.{pid}")
+    sf_processor::handler::env::control_socket_name(uid, pid)
 }
 
 fn uid() -> u32 {
@@ -187,8 +189,8 @@ pub fn status_table(reply: &Value) -> String {
         out.push_str("stopping: the handlers finish the records already read\n");
     }
     out += &format!(
-        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
-        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s", "INPUT"
+        "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {:<16} {}\n",
+        "NAME", "PID", "STATE", "HANDLED", "LAG", "RESTARTS", "DROPS", "RATE/s", "INPUT", "STATUS"
     );
     let dash = |v: &Value| match v {
         Value::Null => "-".to_string(),
@@ -198,7 +200,7 @@ pub fn status_table(reply: &Value) -> String {
     };
     for p in reply["processes"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {}\n",
+            "{:<16} {:>8} {:<10} {:>12} {:>10} {:>8} {:>10} {:>10}  {:<16} {}\n",
             dash(&p["name"]),
             dash(&p["pid"]),
             dash(&p["state"]),
@@ -208,6 +210,7 @@ pub fn status_table(reply: &Value) -> String {
             dash(&p["drops"]),
             dash(&p["rate"]),
             dash(&p["input"]),
+            dash(&p["status"]),
         ));
     }
     out

@@ -1,5 +1,5 @@
 //! `sf-launch PIPELINE.json [PATH]`: runs a SysFlow pipeline as separate, supervised
-//! processes; `sf-launch ctl status|restart NAME|stop` controls a running one.
+//! processes; `sf-launch ctl status|restart NAME|reopen NAME|stop` controls a running one.
 //!
 //! Reads the pipeline file (reference `sf-processor` format), creates one shared-memory ring
 //! per handler block and the entity journal (memfds: the kernel frees them when the last
@@ -93,6 +93,12 @@ enum CtlAction {
         /// The handler's name, as `status` shows it.
         name: String,
     },
+    /// Asks one handler to reopen its output (SIGUSR2): the exporter closes its file and
+    /// opens the path again, for logrotate; other handlers ignore it.
+    Reopen {
+        /// The handler's name, as `status` shows it.
+        name: String,
+    },
     /// Stops the pipeline: the reader stops, the handlers finish what was read.
     Stop,
 }
@@ -109,6 +115,7 @@ fn ctl(pid: Option<u32>, action: CtlAction) -> ExitCode {
     let request = match &action {
         CtlAction::Status { .. } => json!({"cmd": "status"}),
         CtlAction::Restart { name } => json!({"cmd": "restart", "name": name}),
+        CtlAction::Reopen { name } => json!({"cmd": "reopen", "name": name}),
         CtlAction::Stop => json!({"cmd": "stop"}),
     };
     match control::call(pid, &request) {

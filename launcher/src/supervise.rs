@@ -167,6 +167,8 @@ struct Slot {
     rate: f64,
     /// The rings of its output channel were closed (it finished or failed for good).
     outputs_closed: bool,
+    /// The last status line the handler reported (`handler_sdk::status::report`).
+    report: Option<String>,
 }
 
 #[derive(Debug)]
@@ -340,6 +342,7 @@ impl Supervisor {
                 rate_at: now,
                 rate: 0.0,
                 outputs_closed: false,
+                report: None,
             });
         }
         let mut sup = Supervisor {
@@ -447,6 +450,7 @@ impl Supervisor {
         slot.child = Some(child);
         slot.state = State::Running;
         slot.progress_at = Instant::now();
+        slot.report = None;
         Ok(())
     }
 
@@ -955,9 +959,62 @@ impl Supervisor {
                     Err(e) => json!({"ok": false, "error": e}),
                 }
             }
+            Some("reopen") => {
+                let name = req.body["name"].as_str().unwrap_or_default().to_owned();
+                match self.request_reopen(&name) {
+                    Ok(msg) => json!({"ok": true, "message": msg}),
+                    Err(e) => json!({"ok": false, "error": e}),
+                }
+            }
+            Some("report") => self.take_report(&req.body),
             _ => json!({"ok": false, "error": format!("unknown request {}", req.body)}),
         };
         req.answer(&reply);
+    }
+
+    /// `ctl reopen NAME`: SIGUSR2 to the handler, which the SDK turns into a reopen request
+    /// (the exporter reopens its file; other handlers ignore it).
+    fn request_reopen(&mut self, name: &str) -> Result<String, String> {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.spec.label == name) else {
+            let names: Vec<&str> = self.slots.iter().map(|s| s.spec.label.as_str()).collect();
+            return Err(format!(
+                "no handler named {name:?} (handlers: {})",
+                names.join(", ")
+            ));
+        };
+        match (&slot.state, slot.child.as_mut()) {
+            (State::Running, Some(c)) => {
+                let pid = c.id();
+                kill(c, nix::sys::signal::Signal::SIGUSR2);
+                Ok(format!(
+                    "handler {name} (pid {pid}) asked to reopen its output"
+                ))
+            }
+            _ => Err(format!("handler {name} is not running")),
+        }
+    }
+
+    /// A status report of a handler (`{"cmd":"report","name":..,"pid":..,"status":..}`): kept
+    /// for `ctl status` while the process that sent it runs, and counted as progress for
+    /// the watchdog (a handler waiting for its destination says so and is not stuck).
+    fn take_report(&mut self, body: &Value) -> Value {
+        let (name, pid) = (body["name"].as_str(), body["pid"].as_u64());
+        let Some(slot) = self.slots.iter_mut().find(|s| {
+            Some(s.spec.label.as_str()) == name
+                && s.child.as_ref().map(|c| u64::from(c.id())) == pid
+        }) else {
+            return json!({"ok": false, "error": "no running handler with that name and pid"});
+        };
+        let text: String = body["status"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(512)
+            .collect();
+        log::debug!("handler {}: {text}", slot.spec.label);
+        slot.report = Some(text);
+        slot.progress_at = Instant::now();
+        json!({"ok": true})
     }
 
     fn request_restart(&mut self, name: &str) -> Result<String, String> {
@@ -1030,6 +1087,7 @@ impl Supervisor {
                 "drops": m.dropped(),
                 "rate": s.rate.round() as u64,
                 "input": s.spec.block.upstream.map_or("reader", |u| self.slots[u].spec.label.as_str()),
+                "status": s.report,
             }));
         }
         out

@@ -49,6 +49,12 @@ pub mod env {
     pub const SNAPSHOT_FD: &str = "SF_SNAPSHOT_FD";
     /// Where the handler's block is, for messages: `pipeline.json: pipeline[0]`.
     pub const BLOCK: &str = "SF_BLOCK";
+
+    /// The abstract Unix socket name of the control socket of launcher `pid` run by user
+    /// `uid` (`sf-launch.<uid>.<pid>`): `sf-launch ctl` and handlers' status reports use it.
+    pub fn control_socket_name(uid: u32, pid: u32) -> String {
+        format!("sf-launch.{uid}.{pid}")
+    }
 }
 
 /// What a handler method returns: an error is logged with the record's sequence number and
