@@ -65,9 +65,9 @@ pub mod snapshot;
 pub mod status;
 
 pub use runtime::{
-    DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD,
-    ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS, ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ,
-    ENV_SNAPSHOT_FD, RunError, run, run_with_shutdown,
+    DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, DestinationDown, ENV_CONFIG, ENV_DEAD_LETTER,
+    ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS, ENV_RING_FD, ENV_SKIP_REASON,
+    ENV_SKIP_SEQ, ENV_SNAPSHOT_FD, RunError, run, run_with_shutdown,
 };
 pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{

@@ -4,9 +4,12 @@
 //! `client.id=sf-exporter`, `acks=all`; `kafka.compression` sets `compression.type`).
 //!
 //! A record counts as delivered when its delivery report says the cluster acknowledged it:
-//! [`Transport::commit`] waits for every report; messages that failed (their
+//! [`Transport::commit`] waits (up to 2 s a call) for the report of every message produced,
+//! and fails while any is missing (the SDK then acknowledges nothing and tries again later;
+//! librdkafka keeps sending meanwhile); messages whose delivery failed (their
 //! `delivery.timeout.ms` ran out, say, while the cluster was down) are produced again, so
-//! nothing is lost; a message may be delivered twice.
+//! nothing is lost; a message may be delivered twice (a kill after it was produced and
+//! before the SDK acknowledged it).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,8 +23,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use super::{Batch, Cursor, Transport, TransportError};
 use crate::config::KafkaSettings;
 
-/// How long [`Transport::commit`] waits for the delivery reports of what was produced.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one [`Transport::commit`] waits for the delivery reports of what was produced.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A message whose delivery failed: key, value, and why.
 type Failed = (Option<Vec<u8>>, Vec<u8>, String);
@@ -146,9 +149,13 @@ impl Transport for KafkaTransport {
     }
 
     fn commit(&mut self) -> Result<(), TransportError> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(|e| TransportError(format!("{}: {e}", self.describe())))?;
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            return Err(TransportError(format!(
+                "{}: {} messages wait for the cluster's acknowledgement ({e})",
+                self.describe(),
+                self.producer.in_flight_count()
+            )));
+        }
         let failed = std::mem::take(
             &mut *self
                 .producer

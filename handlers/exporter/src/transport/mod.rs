@@ -110,18 +110,13 @@ pub trait Transport {
         Ok(())
     }
 
-    /// Whether an error is worth retrying (the pipeline waits) rather than reported once.
-    fn retries(&self) -> bool {
-        true
-    }
-
     /// The destination, for messages and `ctl status`: `syslog tcp localhost:514`.
     fn describe(&self) -> String;
 }
 
 /// `terminal`: standard output, through the SDK's `logging::print` (whole lines, in order
-/// with the log). A write error is not retried but counted (exit status 4); a closed pipe ends
-/// the process by SIGPIPE, as a Unix filter.
+/// with the log; `write(2)` returned when `send` does). A write error is not retried but
+/// counted (exit status 4); a closed pipe ends the process by SIGPIPE, as a Unix filter.
 #[derive(Debug, Default)]
 pub struct Terminal;
 
@@ -134,10 +129,6 @@ impl Transport for Terminal {
             bytes: batch.buf.len(),
         };
         Ok(())
-    }
-
-    fn retries(&self) -> bool {
-        false
     }
 
     fn describe(&self) -> String {
