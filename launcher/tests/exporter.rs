@@ -13,14 +13,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn assert_exporter_built() {
-    let exe = sf_launch().with_file_name("sf-handler-exporter");
-    assert!(
-        exe.exists(),
-        "sf-handler-exporter is not built next to sf-launch: run the tests with `cargo test --workspace`"
-    );
-}
-
 fn read_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
