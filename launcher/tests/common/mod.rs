@@ -572,6 +572,27 @@ pub fn json_output(dir: &Path, trace: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `sf-gen --records N --seed S` into `dir`.
+pub fn generate(dir: &Path, records: u64, seed: u64) -> PathBuf {
+    let trace = dir.join(format!("generated-{records}.sf"));
+    let out = Command::new(sf_launch().with_file_name("sf-gen"))
+        .args([
+            "--records",
+            &records.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg(&trace)
+        .output()
+        .expect("run sf-gen");
+    assert!(
+        out.status.success(),
+        "sf-gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    trace
+}
+
 /// A FIFO `trace.fifo` in `dir`: a trace fed through it keeps the reader blocked until the test
 /// writes, so a test can look at a running pipeline without timing assumptions.
 pub fn mkfifo(dir: &Path) -> PathBuf {
