@@ -419,7 +419,10 @@ fn json_and_ecs_match_the_reference_field_by_field() {
     );
     // The policies are compared, not skipped: every alert of the ecs set has them, and
     // enrich annotates a part of its records.
-    assert_eq!(totals["ecs"].with_policies, totals["ecs"].records, "{report}");
+    assert_eq!(
+        totals["ecs"].with_policies, totals["ecs"].records,
+        "{report}"
+    );
     assert!(enrich.with_policies > 1000, "{report}");
     assert_clean(dir.path());
 }
