@@ -599,9 +599,10 @@ impl Committer {
             tries += 1;
             match self.commit(dispatcher, consumer, outputs, last_seq, true) {
                 Ok(()) => return Ok(()),
+                // A destination that is down is waited for until the stop request.
                 Err(e)
                     if tries >= FINAL_COMMIT_TRIES
-                        && !(self.destination_down && !shutdown.load(Ordering::Relaxed)) =>
+                        && (!self.destination_down || shutdown.load(Ordering::Relaxed)) =>
                 {
                     return Err(e);
                 }
