@@ -7,12 +7,15 @@
 //! socket took it, the UDP datagram was sent, Kafka acknowledged it (its delivery report).
 //!
 //! **A transport that is down** is retried by the SDK, which is in charge of the backoff:
-//! [`Handler::commit`] tries once and returns [`DestinationDown`], the SDK acknowledges
-//! nothing, tries again after 50 ms, doubling up to 5 s, and meanwhile keeps handling the
-//! records its ring holds (they wait in the batch, unsent: while down, records are not sent
-//! one by one, only at the commits). Once the ring is full the stage upstream waits (or drops
-//! flows and events, with `"overflow": "drop"`): nothing is lost. At the end of the input the
-//! SDK goes on retrying until the transport takes everything or the handler is asked to stop.
+//! [`Handler::commit`] tries once and fails, the SDK acknowledges nothing, tries again after
+//! 50 ms, doubling up to 5 s, and meanwhile keeps handling the records its ring holds (they
+//! wait in the batch, unsent: while down, records are not sent one by one, only at the
+//! commits). Once the ring is full the stage upstream waits (or drops flows and events, with
+//! `"overflow": "drop"`): nothing is lost. A remote destination (syslog, Kafka) fails with
+//! [`DestinationDown`], which the SDK waits for at the end of the input too, until the
+//! transport takes everything or the handler is asked to stop; a file that cannot be written
+//! (a full disk) is tried 5 times more at the end, then the run fails, as any handler's
+//! output.
 //! The state goes to `sf-launch ctl status` through [`handler_sdk::status::report`] at every
 //! try, which also tells the watchdog the handler is alive.
 
@@ -224,6 +227,15 @@ impl Exporter {
         }
     }
 
+    /// The commit error for `e`: [`DestinationDown`] for a remote destination.
+    fn failed(&self, e: TransportError) -> Box<dyn std::error::Error + Send + Sync> {
+        if self.transport.as_ref().is_some_and(|t| t.remote()) {
+            DestinationDown(e.to_string()).into()
+        } else {
+            e.into()
+        }
+    }
+
     fn reopen(&mut self) {
         // What was encoded goes to the file being rotated away, if it can.
         let _ = self.send();
@@ -300,11 +312,12 @@ impl Handler for Exporter {
     }
 
     /// Delivers every record handled so far: the batch sent, then the transport's own
-    /// confirmation ([`Transport::commit`]: Kafka's delivery reports, `fsync`). A transport
-    /// that fails is [`DestinationDown`]: the SDK acknowledges nothing and tries again.
+    /// confirmation ([`Transport::commit`]: Kafka's delivery reports, `fsync`). A failure
+    /// acknowledges nothing, and the SDK tries again; a remote destination's is
+    /// [`DestinationDown`], waited for at the end of the input too.
     fn commit(&mut self) -> HandlerResult {
         if let Err(e) = self.send() {
-            return Err(DestinationDown(e.to_string()).into());
+            return Err(self.failed(e));
         }
         if self.uncommitted {
             let Some(transport) = self.transport.as_mut() else {
@@ -312,7 +325,7 @@ impl Handler for Exporter {
             };
             if let Err(e) = transport.commit() {
                 self.note_down(&e);
-                return Err(DestinationDown(e.to_string()).into());
+                return Err(self.failed(e));
             }
             self.uncommitted = false;
         }
@@ -358,6 +371,9 @@ mod tests {
                 cursor.records += 1;
             }
             Ok(())
+        }
+        fn remote(&self) -> bool {
+            true
         }
         fn describe(&self) -> String {
             "flaky".into()

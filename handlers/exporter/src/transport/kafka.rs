@@ -179,6 +179,10 @@ impl Transport for KafkaTransport {
         )))
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("kafka {} topic {}", self.servers, self.topic)
     }

@@ -110,6 +110,14 @@ pub trait Transport {
         Ok(())
     }
 
+    /// Whether the destination is a service that can be down for a while and come back (a
+    /// syslog server, a Kafka cluster): its failures are waited for, at the end of the input
+    /// too ([`handler_sdk::DestinationDown`]). A local file's are output errors: retried
+    /// while records come, at the end a few times, then the run fails.
+    fn remote(&self) -> bool {
+        false
+    }
+
     /// The destination, for messages and `ctl status`: `syslog tcp localhost:514`.
     fn describe(&self) -> String;
 }
