@@ -59,6 +59,76 @@ fn printer_pipeline_prints_the_reference_output_for_tcp() {
     assert_clean(dir.path());
 }
 
+/// The README's first command: the production pipeline (the reference's layout: flattener
+/// reader block, `policyengine` with the example rules, `exporter` to the terminal) on the
+/// shellshock trace prints the attack's four matching records with their rules.
+#[test]
+fn the_readme_production_pipeline_prints_the_shellshock_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = launch(
+        dir.path(),
+        &[
+            &"resources/pipelines/pipeline.policy.json",
+            &"resources/traces/shellshock.sf",
+        ],
+    );
+    assert!(run.status.success(), "sf-launch failed: {run:?}");
+    let alerts: Vec<(String, String, Vec<String>)> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect(l);
+            let ids = v["policies"]
+                .as_array()
+                .expect(l)
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                v["type"].as_str().unwrap().to_owned(),
+                v["proc"]["exe"].as_str().unwrap().to_owned(),
+                ids,
+            )
+        })
+        .collect();
+    let want = [
+        (
+            "PE",
+            "/usr/lib/cgi-bin/vulnerable",
+            &["Program started in a container"][..],
+        ),
+        (
+            "PE",
+            "/bin/bash",
+            &["Shell under a web server", "Program started in a container"][..],
+        ),
+        ("PE", "/bin/cat", &["Program started in a container"][..]),
+        (
+            "FF",
+            "/bin/cat",
+            &["Sensitive file read under a web server"][..],
+        ),
+    ];
+    let want: Vec<(String, String, Vec<String>)> = want
+        .iter()
+        .map(|(t, e, ids)| {
+            (
+                t.to_string(),
+                e.to_string(),
+                ids.iter().map(|s| s.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(alerts, want, "stdout was:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains("4 alerts, 4 emitted"),
+        "the engine's closing counters: {}",
+        run.stdout
+    );
+    assert_clean(dir.path());
+}
+
 #[test]
 fn reader_and_printer_run_as_separate_processes() {
     // The trace arrives through a FIFO, so the reader blocks on it while the test looks at
