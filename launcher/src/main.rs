@@ -8,10 +8,12 @@
 //! supervises them until every handler has consumed the whole input.
 //!
 //! Exit status: 0 when the reader read everything and every handler finished (bad input, such
-//! as a damaged block or a file that is not a trace, is reported and skipped by the reader and
-//! does not change it); 1 when a process failed for good (the message names it); 2 when the
-//! pipeline could not start (bad pipeline file, unknown handler, missing trace), before
-//! anything was spawned; 130 when a second SIGINT/SIGTERM killed everything.
+//! as a damaged block, is reported and skipped by the reader and does not change it); 1 when
+//! a process failed for good (the message names it); 2 when the pipeline could not start (bad
+//! pipeline file, unknown handler, missing trace), before anything was spawned; 3 when
+//! everything ran but some input file gave no record at all (not a trace, or every record of
+//! it failed: the reader's closing warning names it); 130 when a second SIGINT/SIGTERM killed
+//! everything.
 
 mod control;
 mod plan;
@@ -63,6 +65,15 @@ struct RunArgs {
     /// With a directory PATH: keep watching it and read each new trace file once complete.
     #[arg(long)]
     follow: bool,
+    /// With --socket: read every collector connection in this writer layout (v5, v4, v3, v2,
+    /// v1000-2018-07, v1000-2018-12, v1000-2019-01) instead of choosing it from the header's
+    /// version and the first datums.
+    #[arg(long, value_name = "LAYOUT", requires = "socket", value_parser = parse_layout)]
+    socket_layout: Option<String>,
+    /// With --socket: the largest message accepted, in bytes (1024 to 16777216; default
+    /// 131072); larger ones are reported and skipped.
+    #[arg(long, value_name = "BYTES", requires = "socket", value_parser = parse_max_message)]
+    max_message: Option<usize>,
     /// A SysFlow trace file or a directory of trace files.
     path: Option<PathBuf>,
 }
@@ -131,12 +142,39 @@ fn ctl(pid: Option<u32>, action: CtlAction) -> ExitCode {
     }
 }
 
+fn parse_layout(name: &str) -> Result<String, String> {
+    sf_reader::layout::find(name).map(|l| l.name.to_owned())
+}
+
+fn parse_max_message(bytes: &str) -> Result<usize, String> {
+    let range = sf_reader::socket::MAX_MESSAGE_RANGE;
+    match bytes.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} bytes is out of range ({} to {})",
+            range.start(),
+            range.end()
+        )),
+        Err(e) => Err(format!("not a number of bytes: {e}")),
+    }
+}
+
+/// Exit status when some input file gave no record at all.
+const EXIT_FILE_WITHOUT_RECORDS: u8 = 3;
+
 fn run(args: RunArgs) -> ExitCode {
     logging::init(Some(args.log));
     let Some(pipeline) = args.pipeline else {
         eprintln!("sf-launch: error: no pipeline file given");
         return ExitCode::from(2);
     };
+    let mut reader_options = Vec::new();
+    if let Some(layout) = &args.socket_layout {
+        reader_options.extend(["--socket-layout".to_owned(), layout.clone()]);
+    }
+    if let Some(bytes) = args.max_message {
+        reader_options.extend(["--max-message".to_owned(), bytes.to_string()]);
+    }
     let plan = match plan::Plan::new(
         &pipeline,
         args.path.as_deref(),
@@ -153,11 +191,21 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let plan = plan::Plan {
+        reader_options,
+        ..plan
+    };
     let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
     log::logger().flush();
     match outcome {
         // Like a filter killed by SIGPIPE: 128 + 13, and nothing more to say.
         Ok(o) if o.output_closed() => ExitCode::from(141),
+        Ok(o) if o.is_success() && o.files_without_records() => {
+            eprintln!(
+                "sf-launch: error: input errors: some input file gave no record (see the reader's warning above)"
+            );
+            ExitCode::from(EXIT_FILE_WITHOUT_RECORDS)
+        }
         Ok(o) if o.is_success() => ExitCode::SUCCESS,
         Ok(o) => {
             eprintln!("sf-launch: error: {}", o.describe_failures());

@@ -132,6 +132,8 @@ pub struct Plan {
     pub log: LogLevel,
     /// Where records skipped after repeated crashes are written.
     pub dead_letter: PathBuf,
+    /// More options for the reader (`--socket-layout NAME`, `--max-message BYTES`).
+    pub reader_options: Vec<String>,
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -343,6 +345,7 @@ impl Plan {
                 handlers,
                 log,
                 dead_letter,
+                reader_options: Vec::new(),
             });
         }
         let Some(input) = input else {
@@ -382,6 +385,7 @@ impl Plan {
             handlers,
             log,
             dead_letter,
+            reader_options: Vec::new(),
         })
     }
 }

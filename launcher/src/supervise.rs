@@ -176,9 +176,17 @@ pub struct Outcome {
     failures: Vec<String>,
     interrupted: bool,
     output_closed: bool,
+    /// The reader read everything, but some input file gave no record at all.
+    files_without_records: bool,
 }
 
 impl Outcome {
+    /// Some input file gave no record at all (not a trace, or every record of it failed):
+    /// an input error (`sf-launch` exits 3), which the reader's closing warning details.
+    pub fn files_without_records(&self) -> bool {
+        self.files_without_records
+    }
+
     /// Every process finished successfully.
     pub fn is_success(&self) -> bool {
         self.failures.is_empty() && !self.interrupted
@@ -243,7 +251,12 @@ pub struct Supervisor {
     launcher_pid: String,
     /// A problem of a reader that finished (input errors, undeliverable records).
     reader_problem: Option<String>,
+    /// The reader exited with [`READER_EXIT_FILE_WITHOUT_RECORDS`].
+    files_without_records: bool,
 }
+
+/// The reader's exit status when it read everything but some input file gave no record.
+pub const READER_EXIT_FILE_WITHOUT_RECORDS: i32 = 5;
 
 impl Supervisor {
     /// Creates the rings and the journal, binds the control socket, starts the handlers and
@@ -331,6 +344,7 @@ impl Supervisor {
             output_closed: false,
             launcher_pid: std::process::id().to_string(),
             reader_problem: None,
+            files_without_records: false,
         };
         for i in 0..sup.slots.len() {
             sup.spawn_handler(i)?;
@@ -444,6 +458,7 @@ impl Supervisor {
             });
         }
         cmd.arg("--log").arg(self.plan.log.to_string());
+        cmd.args(&self.plan.reader_options);
         match &self.plan.input {
             Input::Path { path, follow } => {
                 if *follow {
@@ -541,6 +556,7 @@ impl Supervisor {
             failures,
             interrupted,
             output_closed: self.output_closed,
+            files_without_records: self.files_without_records,
         }
     }
 
@@ -665,10 +681,16 @@ impl Supervisor {
                     // Whatever the reader did not close, nothing more will come.
                     sup.close_rings();
                 };
+                if status.code() == Some(READER_EXIT_FILE_WITHOUT_RECORDS) {
+                    self.files_without_records = true;
+                }
                 match status.code() {
                     _ if self.stopping => finished(self, State::Done, None),
-                    // 3: nobody left to publish to; the handlers' states say why.
-                    Some(0) | Some(3) => finished(self, State::Done, None),
+                    // 3: nobody left to publish to; the handlers' states say why. 5: read
+                    // everything, an input file gave no record (see `files_without_records`).
+                    Some(0) | Some(3) | Some(READER_EXIT_FILE_WITHOUT_RECORDS) => {
+                        finished(self, State::Done, None)
+                    }
                     Some(4) => finished(
                         self,
                         State::Done,
