@@ -352,9 +352,13 @@ pub struct BlockInfo {
 #[derive(Debug)]
 struct Window<R> {
     inner: R,
+    /// `buf[pos..end]` are the bytes read and not consumed; the rest of `buf` is initialized
+    /// scratch space, kept so that reads land in it without zeroing it again.
     buf: Vec<u8>,
     /// Index in `buf` of the next unconsumed byte.
     pos: usize,
+    /// End of the bytes read in `buf`.
+    end: usize,
     /// Absolute offset of `buf[0]`.
     base: u64,
     eof: bool,
@@ -366,6 +370,7 @@ impl<R: Read> Window<R> {
             inner,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             base: 0,
             eof: false,
         }
@@ -377,41 +382,37 @@ impl<R: Read> Window<R> {
     }
 
     fn available(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        self.buf.get(self.pos..self.end).unwrap_or_default()
     }
 
     /// Makes at least `n` unconsumed bytes available, unless the input ends first, and returns
     /// the unconsumed bytes (fewer than `n` only at the end of the input).
     fn fill(&mut self, n: usize) -> io::Result<&[u8]> {
-        while self.buf.len().saturating_sub(self.pos) < n && !self.eof {
+        while self.end - self.pos < n && !self.eof {
             if self.pos > 0 {
-                self.buf.drain(..self.pos);
+                self.buf.copy_within(self.pos..self.end, 0);
                 self.base += self.pos as u64;
+                self.end -= self.pos;
                 self.pos = 0;
             }
-            // Grow by one chunk per read: a corrupt size that asks for 64 MiB of a short input
-            // must not cost 64 MiB of zeroed memory.
-            let old = self.buf.len();
-            self.buf.resize(old + CHUNK, 0);
-            let read = self.inner.read(self.buf.get_mut(old..).unwrap_or_default());
-            match read {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                }
-                Ok(k) => self.buf.truncate(old + k),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+            // Grow by one chunk per read at most: a corrupt size that asks for 64 MiB of a
+            // short input must not cost 64 MiB of zeroed memory.
+            if self.buf.len() < self.end + CHUNK {
+                self.buf.resize(self.end + CHUNK, 0);
+            }
+            let space = self.buf.get_mut(self.end..).unwrap_or_default();
+            match self.inner.read(space) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(self.available())
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = self.pos.saturating_add(n).min(self.buf.len());
+        self.pos = self.pos.saturating_add(n).min(self.end);
     }
 
     /// Consumes everything to the end of the input; returns its length.
