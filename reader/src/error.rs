@@ -12,11 +12,11 @@ use crate::container::{BlockError, HeaderError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DatumProblem {
-    /// A field that does not map onto the model (wrong type, out of range, unknown symbol,
-    /// missing). The datum is skipped; the next one is decoded.
+    /// A value the reader schema cannot take (a union branch of another type, an enum symbol
+    /// the reader has not). The datum is skipped; the next one is decoded.
     Field(FieldProblem),
-    /// The datum is of a union branch that is not a SysFlow record type this reader knows.
-    /// The datum is skipped; the next one is decoded.
+    /// The datum is of a union branch that resolves to no SysFlow record type. The datum is
+    /// skipped; the next one is decoded.
     UnknownBranch {
         /// The union index.
         index: u32,

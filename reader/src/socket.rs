@@ -21,8 +21,10 @@
 //!   default, `--max-message`), is reported with the connection and message number and
 //!   skipped; the stream goes on.
 //! - When the socket has nothing more to read, everything received is flushed to the rings,
-//!   so a quiet collector's last records are not held back.
+//!   so a quiet collector's last records are not held back (only datums that wait for the
+//!   layout to be decided wait on).
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,9 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags, SocketType};
-
-use std::collections::VecDeque;
-
 use sf_processor::model::Record;
 
 use crate::driver::{NoConsumers, Sink};
@@ -83,7 +82,7 @@ pub struct SocketSummary {
     pub records: u64,
     /// Messages skipped: not a SysFlow datum.
     pub undecodable: u64,
-    /// Messages skipped: larger than [`MAX_MESSAGE`].
+    /// Messages skipped: larger than [`SocketOptions::max_message`].
     pub oversized: u64,
 }
 
@@ -300,8 +299,11 @@ impl<'d> Connection<'d> {
         names.join(", ")
     }
 
-    /// Decodes message `n` and delivers what can be delivered; `Err(reason)` when no layout
-    /// in the running decodes it (the message is skipped).
+    /// Decodes the next message and delivers what can be delivered (counted in `records`);
+    /// `Ok(Err(reason))` when no layout in the running decodes it (the message is skipped).
+    ///
+    /// # Errors
+    /// [`NoConsumers`] from the sink.
     fn message(
         &mut self,
         message: &[u8],
@@ -374,6 +376,9 @@ impl<'d> Connection<'d> {
     /// Delivers the waiting messages that can be: all of them once one layout is left (or
     /// `force`, or too many wait: then the first candidate is taken), else those on which
     /// every candidate agrees.
+    ///
+    /// # Errors
+    /// [`NoConsumers`] from the sink.
     fn settle(
         &mut self,
         sink: &mut impl Sink,
