@@ -13,7 +13,7 @@
 
 COMMIT_RECORDS=${COMMIT_RECORDS:-1000000}
 echo "== building sf-launch, sf-reader, sf-gen and the handlers (release)" >&2
-timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-handler-json -p sf-handler-stats --bins
+timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-gen -p sf-handler-json -p sf-handler-stats --bins
 launch=$TARGET_DIR/release/sf-launch
 timeout 900 "$TARGET_DIR/release/sf-gen" --records "$COMMIT_RECORDS" --seed 42 "$tmp/commit.sf" >&2
 

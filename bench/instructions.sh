@@ -6,10 +6,13 @@
 #   processor/benches/codec.rs (SF_CODEC_COUNT mode: 100,000 calls of each function), for
 #   postcard (the project's codec), bitcode (serde and derive) and wincode;
 # - ring: instructions per frame of push + next, both sides in one thread
-#   (ring-bench --in-process), from the difference of two runs (1M and 2M frames).
+#   (ring-bench --in-process), from the difference of two runs (1M and 2M frames);
+# - decode: instructions per record of the reader's decoding of a generated trace
+#   (decode-bench --only fast: container framing, inflate, our decoder), from the difference
+#   of one and two passes over a DECODE_RECORDS-record (default 200,000) deflate trace.
 #
-#   bench/instructions.sh            # both, about 3 minutes
-#   BENCH=codec bench/instructions.sh
+#   bench/instructions.sh            # all three, about 8 minutes
+#   BENCH=codec bench/instructions.sh   # or ring, or decode
 #
 # Needs valgrind (apt-get install valgrind). Temporary files go into one directory removed at
 # exit.
@@ -17,6 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BENCH=${BENCH:-all}
+DECODE_RECORDS=${DECODE_RECORDS:-200000}
+case $BENCH in
+all | codec | ring | decode) ;;
+*)
+    echo "BENCH must be all, codec, ring or decode" >&2
+    exit 2
+    ;;
+esac
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sf-instructions.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -26,7 +37,7 @@ command -v valgrind >/dev/null || {
     exit 2
 }
 
-if [[ $BENCH != ring ]]; then
+if [[ $BENCH == all || $BENCH == codec ]]; then
     echo "== building the codec bench (release)" >&2
     bench=$(timeout 1800 cargo bench -p sf-processor --bench codec --no-run 2>&1 |
         sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
@@ -62,7 +73,7 @@ if [[ $BENCH != ring ]]; then
     echo "(bitcode-s: bitcode through serde; bitcode-d: bitcode's derive; wincode: its derive)"
 fi
 
-if [[ $BENCH != codec ]]; then
+if [[ $BENCH == all || $BENCH == ring ]]; then
     echo "== building the ring bench (release)" >&2
     timeout 1800 cargo build --release --quiet -p sf-processor --example ring-bench
     echo
@@ -79,4 +90,22 @@ if [[ $BENCH != codec ]]; then
         awk -v a="$(ir 1000000)" -v b="$(ir 2000000)" -v s="$size" \
             'BEGIN { printf "| %9d | %22.0f |\n", s, (b - a) / 1000000 }'
     done
+fi
+
+if [[ $BENCH == all || $BENCH == decode ]]; then
+    echo "== building sf-gen and the decode bench (release)" >&2
+    timeout 1800 cargo build --release --quiet -p sf-gen --bin sf-gen
+    timeout 1800 cargo build --release --quiet -p sf-reader --example decode-bench
+    timeout 900 "$TARGET_DIR/release/sf-gen" --records "$DECODE_RECORDS" --seed 1 "$tmp/trace.sf" \
+        2>/dev/null
+    for runs in 1 2; do
+        timeout 900 valgrind --tool=callgrind --callgrind-out-file="$tmp/decode.$runs.cg" \
+            "$TARGET_DIR/release/examples/decode-bench" --only fast --runs "$runs" "$tmp/trace.sf" \
+            >/dev/null 2>"$tmp/decode.$runs.err"
+    done
+    ir() { sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/decode.$1.err"; }
+    echo
+    echo "decode: instructions per record, sf_reader::trace over a $DECODE_RECORDS-record deflate trace (callgrind, 2 - 1 passes)"
+    awk -v a="$(ir 1)" -v b="$(ir 2)" -v n="$DECODE_RECORDS" \
+        'BEGIN { printf "| instructions per record | %.0f |\n", (b - a) / n }'
 fi

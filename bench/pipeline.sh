@@ -68,21 +68,6 @@ for run in $(seq "$PIPE_RUNS"); do
     done
 done
 
-echo "== the same with the reference decoder (apache-avro): 1 handler, $PIPE_RUNS runs of each" >&2
-for run in $(seq "$PIPE_RUNS"); do
-    l=$(load)
-    t0=$(now_ns)
-    SF_READER_DECODER=avro "$launch" --log warn "$tmp/noop-1.json" "$tmp/trace.sf" >/dev/null 2>"$tmp/launch.err"
-    t1=$(now_ns)
-    echo "avro-pipeline 1 $(((t1 - t0) / 1000)) $l" >>"$tmp/pipe.txt"
-    l=$(load)
-    t0=$(now_ns)
-    "$noop" --in-process --decoder avro "$tmp/trace.sf" >/dev/null 2>"$tmp/inproc.err"
-    t1=$(now_ns)
-    echo "avro-inproc 1 $(((t1 - t0) / 1000)) $l" >>"$tmp/pipe.txt"
-    echo "   run $run: apache-avro decoder, pipeline and in-process done, load $l" >&2
-done
-
 echo
 echo "pipeline vs in-process — $RECORDS records ($(du -m "$tmp/trace.sf" | cut -f1) MB, ${CODEC:-deflate}), no-op handlers, median of $PIPE_RUNS interleaved runs (load average at the start of each run)"
 printf '| %-8s | %-22s | %-22s | %-5s | %-17s | %-17s |\n' handlers "pipeline records/s" "in-process records/s" ratio "pipeline loads" "in-process loads"
@@ -94,20 +79,6 @@ for n in 1 2 4; do
     il=$(awk -v n="$n" '$1 == "inproc" && $2 == n {printf "%s%s", s, $4; s = " "}' "$tmp/pipe.txt")
     awk -v n="$n" -v p="$p" -v i="$i" -v r="$RECORDS" -v pl="$pl" -v il="$il" 'BEGIN {
         printf "| %-8d | %22.0f | %22.0f | %5.2f | %-17s | %-17s |\n", n, r / p * 1e6, r / i * 1e6, i / p, pl, il
-    }'
-done
-
-echo
-echo "decoder in the pipeline — 1 no-op handler, the reader's decoder chosen with SF_READER_DECODER (in-process: --decoder), median of $PIPE_RUNS runs"
-printf '| %-22s | %-18s | %-20s | %-17s |\n' decoder "pipeline records/s" "in-process records/s" "loads (pipeline)"
-printf '|%s|%s|%s|%s|\n' ------------------------ -------------------- ---------------------- -------------------
-for d in fast avro; do
-    if [[ $d == fast ]]; then pk=pipeline ik=inproc name="fast (ours, default)"; else pk=avro-pipeline ik=avro-inproc name="avro (apache-avro)"; fi
-    p=$(awk -v k="$pk" '$1 == k && $2 == 1 {print $3}' "$tmp/pipe.txt" | median)
-    i=$(awk -v k="$ik" '$1 == k && $2 == 1 {print $3}' "$tmp/pipe.txt" | median)
-    pl=$(awk -v k="$pk" '$1 == k && $2 == 1 {printf "%s%s", s, $4; s = " "}' "$tmp/pipe.txt")
-    awk -v p="$p" -v i="$i" -v r="$RECORDS" -v n="$name" -v pl="$pl" 'BEGIN {
-        printf "| %-22s | %18.0f | %20.0f | %-17s |\n", n, r / p * 1e6, r / i * 1e6, pl
     }'
 done
 

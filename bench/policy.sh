@@ -15,7 +15,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "== building (release)" >&2
-timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-handler-policy -p sf-handler-exporter --bins
+timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-gen -p sf-handler-policy -p sf-handler-exporter --bins
 launch=$TARGET_DIR/release/sf-launch
 mkdir -p "$tmp/mon"
 for i in $(seq -w 0 39); do

@@ -2,9 +2,11 @@
 # Benchmarks, one table each; every temporary file goes into one directory removed at exit.
 #
 # Reader decode: builds release, generates a SysFlow trace of RECORDS records (default
-# 5,000,000, deflate, as the collector writes), then times decoding it with each decoder
-# (median of RUNS runs, interleaved) and prints one table: records/s, MB/s of file and of Avro
-# data, ratio to apache-avro's generic reader.
+# 5,000,000, deflate, as the collector writes) with sf-gen (tools/sf-gen), then times decoding
+# it with the reader's decoder (sf_reader::trace), apache-avro's generic reader and the tests'
+# oracle (apache-avro plus a mapping, tools/sf-oracle) (median of RUNS runs, interleaved) and
+# prints one table: records/s, MB/s of file and of Avro data, ratio to apache-avro's generic
+# reader.
 #
 # Ring: ring-bench (processor/examples/ring-bench.rs) between two processes: frames/s and MB/s
 # for 64, 128, 256 and 1024-byte payloads (RING_FRAMES frames, median of RING_RUNS runs),
@@ -58,7 +60,7 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at 
 
 generate() {
     if [[ ! -e $tmp/trace.sf ]]; then
-        timeout 1800 cargo build --release --quiet -p sf-reader --bin sf-gen
+        timeout 1800 cargo build --release --quiet -p sf-gen --bin sf-gen
         echo "== generating $RECORDS records ($CODEC, seed $SEED)" >&2
         timeout 900 "$TARGET_DIR/release/sf-gen" --records "$RECORDS" --codec "$CODEC" \
             --seed "$SEED" --counts "$tmp/trace.counts.json" "$tmp/trace.sf" >&2
@@ -67,7 +69,8 @@ generate() {
 
 if [[ $BENCH == all || $BENCH == decode ]]; then
     echo "== building the decoders (release)" >&2
-    timeout 1800 cargo build --release --quiet -p sf-reader --bin sf-gen --example decode-bench
+    timeout 1800 cargo build --release --quiet -p sf-gen --bin sf-gen
+    timeout 1800 cargo build --release --quiet -p sf-reader --example decode-bench
     generate
 
     echo "== decoding, $RUNS runs per decoder" >&2

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release -p handler-sdk --features in-process --example noop
 //! # as a pipeline handler: "binary": "target/release/examples/noop" in its block
-//! target/release/examples/noop --in-process [--decoder fast|avro] [--copies N] TRACE
+//! target/release/examples/noop --in-process [--copies N] TRACE
 //! ```
 //!
 //! With `--copies N`, N no-op handlers are called in one process (each with its own entity

@@ -4,7 +4,7 @@
 //! With the feature on, every handler binary built on [`run`](crate::run) accepts
 //!
 //! ```text
-//! sf-handler-NAME --in-process [--decoder fast|avro] TRACE
+//! sf-handler-NAME --in-process TRACE
 //! ```
 //!
 //! and runs the same code as under `sf-launch` (same drivers, same entity tables and context,
@@ -12,7 +12,7 @@
 //! environment (`SF_HANDLER_CONFIG`, `<HANDLER>_<KEY>` overrides; the name defaults to the
 //! binary's, `sf-handler-NAME`). It is the baseline the pipeline is measured against
 //! (`bench/run.sh`). At the end one line goes to standard error:
-//! `in-process: 23 records, 1 handler(s), decoder fast, 0.004 s, 5750 records/s`.
+//! `in-process: 23 records, 1 handler(s), 0.004 s, 5750 records/s`.
 //!
 //! A handler that can be built more than once can run several copies in one process, each
 //! with its own entity tables, every record going to each in turn: see [`run_in_process`]
@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use sf_processor::handler::{Handler, HandlerConfig};
 use sf_processor::logging;
-pub use sf_reader::avro::Decoder;
 use sf_reader::{driver, in_process};
 
 /// The command line of in-process mode.
@@ -34,15 +33,12 @@ use sf_reader::{driver, in_process};
 pub struct InProcessArgs {
     /// The trace file or directory.
     pub path: PathBuf,
-    /// The datum decoder.
-    pub decoder: Decoder,
     /// Copies of the handler to call, each with its own tables (default 1).
     pub copies: usize,
 }
 
 /// The usage line.
-pub const USAGE: &str =
-    "usage: sf-handler-NAME --in-process [--decoder fast|avro] [--copies N] TRACE";
+pub const USAGE: &str = "usage: sf-handler-NAME --in-process [--copies N] TRACE";
 
 impl InProcessArgs {
     /// The in-process command line of this process: `None` when its first argument is not
@@ -57,15 +53,11 @@ impl InProcessArgs {
     /// # Errors
     /// A message saying which argument is wrong.
     pub fn parse(args: &[String]) -> Result<InProcessArgs, String> {
-        let mut decoder = Decoder::default();
         let mut copies = 1;
         let mut path = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             match arg.as_str() {
-                "--decoder" => {
-                    decoder = it.next().ok_or("--decoder needs a value")?.parse()?;
-                }
                 "--copies" => {
                     copies = it
                         .next()
@@ -82,7 +74,6 @@ impl InProcessArgs {
         }
         Ok(InProcessArgs {
             path: path.ok_or("no TRACE given")?,
-            decoder,
             copies,
         })
     }
@@ -104,10 +95,15 @@ fn config() -> Result<HandlerConfig, String> {
     Ok(config)
 }
 
+/// The exit status when some input file gave no record at all (not a trace, or every
+/// record of it failed), as `sf-launch`'s.
+pub const EXIT_FILE_WITHOUT_RECORDS: u8 = sf_processor::exit::RunStatus::InputError.code();
+
 /// Runs `handlers` (not initialised yet: `init` is called on each with the configuration)
 /// in this process over `args.path`, then their `cleanup()`, and returns the exit status: 0
 /// when the input was read (bad input is reported and skipped, as by the reader), 4 when it
-/// was but with handler errors or lost output (as [`run`](crate::run)), 2 on a usage,
+/// was but with handler errors or lost output (as [`run`](crate::run)), 3 when it was but
+/// some file gave no record ([`EXIT_FILE_WITHOUT_RECORDS`], as `sf-launch`), 2 on a usage,
 /// configuration or `init` error. Sets up logging as [`run`](crate::run) does; a closed
 /// standard output ends the process as by SIGPIPE.
 pub fn run_in_process<H: Handler>(args: &InProcessArgs, mut handlers: Vec<H>) -> ExitCode {
@@ -115,9 +111,10 @@ pub fn run_in_process<H: Handler>(args: &InProcessArgs, mut handlers: Vec<H>) ->
     // As under the launcher: `| head` ends it as by SIGPIPE, lost output fails it.
     logging::exit_on_closed_stdout();
     let status = match run_handlers(args, &mut handlers) {
-        Ok(errors) => {
+        Ok((errors, files_without_records)) => {
             log::logger().flush();
             match logging::output_problems(errors) {
+                None if files_without_records > 0 => ExitCode::from(EXIT_FILE_WITHOUT_RECORDS),
                 None => ExitCode::SUCCESS,
                 Some(problems) => {
                     log::error!("finished with {problems}");
@@ -134,8 +131,11 @@ pub fn run_in_process<H: Handler>(args: &InProcessArgs, mut handlers: Vec<H>) ->
     status
 }
 
-/// Returns the handlers' errors, summed.
-fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Result<u64, String> {
+/// Returns the handlers' errors, summed, and the number of input files that gave no record.
+fn run_handlers<H: Handler>(
+    args: &InProcessArgs,
+    handlers: &mut Vec<H>,
+) -> Result<(u64, usize), String> {
     let config = config()?;
     for h in handlers.iter_mut() {
         h.init(&config)
@@ -148,7 +148,7 @@ fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Resu
     let files = driver::input_files(&args.path)?;
     let count = handlers.len();
     let start = Instant::now();
-    let run = in_process::run(&files, args.decoder, std::mem::take(handlers), &stop);
+    let run = in_process::run(&files, std::mem::take(handlers), &stop);
     let seconds = start.elapsed().as_secs_f64();
     log::debug!("{}", driver::describe(&run.summary));
     if let Some(warning) = driver::input_errors(&run.summary) {
@@ -157,11 +157,13 @@ fn run_handlers<H: Handler>(args: &InProcessArgs, handlers: &mut Vec<H>) -> Resu
     log::logger().flush();
     let records = run.summary.total();
     eprintln!(
-        "in-process: {records} records, {count} handler(s), decoder {}, {seconds:.3} s, {:.0} records/s",
-        args.decoder.name(),
+        "in-process: {records} records, {count} handler(s), {seconds:.3} s, {:.0} records/s",
         records as f64 / seconds.max(1e-9)
     );
-    Ok(run.handlers.iter().map(|(_, s)| s.handler_errors).sum())
+    Ok((
+        run.handlers.iter().map(|(_, s)| s.handler_errors).sum(),
+        run.summary.files_without_records(),
+    ))
 }
 
 /// [`run`](crate::run)'s in-process branch: one copy of `handler`.
@@ -194,18 +196,21 @@ mod tests {
             parse(&["t.sf"]),
             Ok(InProcessArgs {
                 path: "t.sf".into(),
-                decoder: Decoder::Fast,
                 copies: 1
             })
         );
-        let args = parse(&["--decoder", "avro", "--copies", "4", "dir"]).expect("ok");
-        assert_eq!((args.decoder, args.copies), (Decoder::Avro, 4));
+        let args = parse(&["--copies", "4", "dir"]).expect("ok");
+        assert_eq!(args.copies, 4);
         assert_eq!(parse(&[]), Err("no TRACE given".into()));
         assert_eq!(
             parse(&["--copies", "0", "t"]),
             Err("--copies needs a number of at least 1".into())
         );
-        assert!(parse(&["--decoder", "slow", "t"]).is_err());
+        // The decoder is no choice any more: ours, with schema resolution.
+        assert_eq!(
+            parse(&["--decoder", "avro", "t"]),
+            Err("unknown option --decoder".into())
+        );
         assert_eq!(parse(&["--x", "t"]), Err("unknown option --x".into()));
     }
 }

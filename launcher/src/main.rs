@@ -8,7 +8,7 @@
 //! supervises them until every handler has consumed the whole input.
 //!
 //! Exit status: the table of [`RunStatus`] (0 complete; 1 failed; 2 could not start; 3
-//! reserved for input errors; 4 handler state lost, 5 records dead-lettered, 6 records
+//! input errors (a file gave no record); 4 handler state lost, 5 records dead-lettered, 6 records
 //! dropped: a partial run; 130 interrupted; 141 output closed), with its last line on
 //! standard error naming every reason that applies.
 
@@ -63,6 +63,15 @@ struct RunArgs {
     /// With a directory PATH: keep watching it and read each new trace file once complete.
     #[arg(long)]
     follow: bool,
+    /// With --socket: read every collector connection in this writer layout (v5, v4, v3, v2,
+    /// v1000-2018-07, v1000-2018-12, v1000-2019-01) instead of choosing it from the header's
+    /// version and the first datums.
+    #[arg(long, value_name = "LAYOUT", requires = "socket", value_parser = parse_layout)]
+    socket_layout: Option<String>,
+    /// With --socket: the largest message accepted, in bytes (1024 to 16777216; default
+    /// 131072); larger ones are reported and skipped.
+    #[arg(long, value_name = "BYTES", requires = "socket", value_parser = parse_max_message)]
+    max_message: Option<usize>,
     /// A SysFlow trace file or a directory of trace files.
     path: Option<PathBuf>,
 }
@@ -138,12 +147,36 @@ fn ctl(pid: Option<u32>, action: CtlAction) -> ExitCode {
     }
 }
 
+fn parse_layout(name: &str) -> Result<String, String> {
+    sf_reader::layout::find(name).map(|l| l.name.to_owned())
+}
+
+fn parse_max_message(bytes: &str) -> Result<usize, String> {
+    let range = sf_reader::socket::MAX_MESSAGE_RANGE;
+    match bytes.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} bytes is out of range ({} to {})",
+            range.start(),
+            range.end()
+        )),
+        Err(e) => Err(format!("not a number of bytes: {e}")),
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
     logging::init(Some(args.log));
     let Some(pipeline) = args.pipeline else {
         eprintln!("sf-launch: error: no pipeline file given");
         return ExitCode::from(RunStatus::CouldNotStart.code());
     };
+    let mut reader_options = Vec::new();
+    if let Some(layout) = &args.socket_layout {
+        reader_options.extend(["--socket-layout".to_owned(), layout.clone()]);
+    }
+    if let Some(bytes) = args.max_message {
+        reader_options.extend(["--max-message".to_owned(), bytes.to_string()]);
+    }
     let plan = match plan::Plan::new(
         &pipeline,
         args.path.as_deref(),
@@ -159,6 +192,10 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("sf-launch: error: {e:#}");
             return ExitCode::from(RunStatus::CouldNotStart.code());
         }
+    };
+    let plan = plan::Plan {
+        reader_options,
+        ..plan
     };
     let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
     log::logger().flush();

@@ -132,6 +132,8 @@ pub struct Plan {
     pub log: LogLevel,
     /// Where records skipped after repeated crashes are written.
     pub dead_letter: PathBuf,
+    /// More options for the reader (`--socket-layout NAME`, `--max-message BYTES`).
+    pub reader_options: Vec<String>,
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -353,6 +355,7 @@ impl Plan {
                 handlers,
                 log,
                 dead_letter,
+                reader_options: Vec::new(),
             });
         }
         let Some(input) = input else {
@@ -392,6 +395,7 @@ impl Plan {
             handlers,
             log,
             dead_letter,
+            reader_options: Vec::new(),
         })
     }
 }

@@ -186,6 +186,8 @@ pub struct Outcome {
     partial: Vec<(RunStatus, String)>,
     interrupted: bool,
     output_closed: bool,
+    /// The reader read everything, but some input file gave no record at all.
+    files_without_records: bool,
 }
 
 impl Outcome {
@@ -194,6 +196,9 @@ impl Outcome {
         let mut all: Vec<RunStatus> = self.partial.iter().map(|(s, _)| *s).collect();
         if !self.failures.is_empty() {
             all.push(RunStatus::Failed);
+        }
+        if self.files_without_records {
+            all.push(RunStatus::InputError);
         }
         if self.interrupted {
             all.push(RunStatus::Interrupted);
@@ -216,9 +221,15 @@ impl Outcome {
         if self.interrupted && self.failures.is_empty() {
             reasons.push("interrupted: every process was killed".into());
         }
+        if self.files_without_records {
+            reasons.push(
+                "input errors: some input file gave no record (see the reader's warning above)"
+                    .into(),
+            );
+        }
         reasons.extend(self.partial.iter().map(|(_, why)| why.clone()));
         let prefix = match status {
-            RunStatus::Failed | RunStatus::Interrupted => "error",
+            RunStatus::Failed | RunStatus::Interrupted | RunStatus::InputError => "error",
             _ => "partial run",
         };
         Some(format!("{prefix}: {}", reasons.join("; ")))
@@ -264,7 +275,13 @@ pub struct Supervisor {
     launcher_pid: String,
     /// A problem of a reader that finished (input errors, undeliverable records).
     reader_problem: Option<String>,
+    /// The reader exited with [`READER_EXIT_FILE_WITHOUT_RECORDS`].
+    files_without_records: bool,
 }
+
+/// The reader's exit status when it read everything but some input file gave no record.
+const READER_EXIT_FILE_WITHOUT_RECORDS: i32 =
+    sf_processor::exit::READER_FILES_WITHOUT_RECORDS as i32;
 
 impl Supervisor {
     /// Creates the rings and the journal, binds the control socket, starts the handlers and
@@ -359,6 +376,7 @@ impl Supervisor {
             output_closed: false,
             launcher_pid: std::process::id().to_string(),
             reader_problem: None,
+            files_without_records: false,
         };
         for i in 0..sup.slots.len() {
             sup.spawn_handler(i)?;
@@ -480,6 +498,7 @@ impl Supervisor {
             });
         }
         cmd.arg("--log").arg(self.plan.log.to_string());
+        cmd.args(&self.plan.reader_options);
         match &self.plan.input {
             Input::Path { path, follow } => {
                 if *follow {
@@ -613,6 +632,7 @@ impl Supervisor {
             partial,
             interrupted,
             output_closed: self.output_closed,
+            files_without_records: self.files_without_records,
         }
     }
 
@@ -737,10 +757,16 @@ impl Supervisor {
                     // Whatever the reader did not close, nothing more will come.
                     sup.close_rings();
                 };
+                if status.code() == Some(READER_EXIT_FILE_WITHOUT_RECORDS) {
+                    self.files_without_records = true;
+                }
                 match status.code() {
                     _ if self.stopping => finished(self, State::Done, None),
-                    // 3: nobody left to publish to; the handlers' states say why.
-                    Some(0) | Some(3) => finished(self, State::Done, None),
+                    // 3: nobody left to publish to; the handlers' states say why. 5: read
+                    // everything, an input file gave no record (see `files_without_records`).
+                    Some(0) | Some(3) | Some(READER_EXIT_FILE_WITHOUT_RECORDS) => {
+                        finished(self, State::Done, None)
+                    }
                     Some(4) => finished(
                         self,
                         State::Done,

@@ -1,7 +1,8 @@
 //! End-to-end: `sf-launch` on bad input. A directory that mixes good traces with every kind of
 //! bad file is read to the end, every good record reaches the handler, each bad file is
-//! reported by name and byte offset, and the run exits 0. Records that reference entities never
-//! seen are handled without that context and summed up in one warning.
+//! reported by name and byte offset, and the run exits 3, as files gave no record at all (a
+//! directory whose files each gave records, some damaged, exits 0). Records that reference
+//! entities never seen are handled without that context and summed up in one warning.
 
 mod common;
 
@@ -111,7 +112,7 @@ fn branch_index(datum: &Value) -> u32 {
 }
 
 #[test]
-fn a_directory_of_good_and_bad_files_is_read_to_the_end_and_exits_0() {
+fn a_directory_of_good_and_bad_files_is_read_to_the_end_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     let traces = dir.path().join("traces");
     std::fs::create_dir(&traces).unwrap();
@@ -204,7 +205,15 @@ fn a_directory_of_good_and_bad_files_is_read_to_the_end_and_exits_0() {
 
     let pipeline = write_pipeline(dir.path(), &["stats"]);
     let run = launch(dir.path(), &[&pipeline, &traces]);
-    assert!(run.status.success(), "{run:?}");
+    // Four files gave no record: an input error.
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    assert!(
+        run.stderr.ends_with(
+            "sf-launch: error: input errors: some input file gave no record (see the reader's warning above)\n"
+        ),
+        "{}",
+        run.stderr
+    );
     assert_eq!(parse_stats_table(&run.stdout), expected, "{}", run.stdout);
 
     let t = traces.display();
@@ -253,7 +262,12 @@ fn a_directory_of_good_and_bad_files_is_read_to_the_end_and_exits_0() {
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains("sf-launch: error"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("sf-launch: error").count(),
+        1,
+        "no other error: {}",
+        run.stderr
+    );
 
     let summary = "input errors in 8 of 12 files: 4 skipped (empty: empty file; notes.txt: not an Avro file (wrong magic at byte 0); short: truncated Avro header (3 bytes); weather.avro: not a SysFlow trace); 4 damaged (k8s-bad-deflate: 1 block skipped (1281 records); k8s-bad-sync: 1 block skipped (1281 records); k8s-truncated: 1 block skipped (267 records); tcp-gizmo: 1 record of an unknown type skipped); 2830 records skipped in all";
     let warnings: Vec<&str> = run
@@ -351,5 +365,38 @@ fn records_referencing_entities_never_seen_are_handled_and_summed_up() {
         run.stdout
     );
     assert_eq!(run.stderr, "", "nothing failed and nothing was restarted");
+    assert_clean(dir.path());
+}
+
+#[test]
+fn a_trace_from_which_no_record_decodes_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = sample("tcp.sf");
+    let header = sf_reader::container::Container::open(&tcp[..])
+        .unwrap()
+        .header()
+        .len as usize;
+    // Its one block cut short: every record is lost.
+    let trace = dir.path().join("tcp-cut");
+    std::fs::write(&trace, &tcp[..header + 40]).unwrap();
+    let pipeline = write_pipeline(dir.path(), &["stats"]);
+    let run = launch(dir.path(), &[&pipeline, &trace]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}: no record could be decoded from this file",
+            trace.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains(
+            ": input errors in 1 of 1 files: 1 with no record decoded (tcp-cut: 1 block skipped (23 records)); 23 records skipped in all"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 0);
     assert_clean(dir.path());
 }

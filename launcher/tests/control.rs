@@ -323,8 +323,16 @@ fn status_shows_a_process_stopped_by_sigstop() {
     wait_for("stats shown running", Duration::from_secs(30), || {
         status(launcher)["stats"]["state"] == "running"
     });
+    // A trace, not an empty input (a file that gives no record is an input error: exit 3).
+    let mut writer = writer;
+    std::io::Write::write_all(
+        &mut writer,
+        &std::fs::read(root().join("resources/traces/tcp.sf")).unwrap(),
+    )
+    .unwrap();
     drop(writer);
     let run = wait_with_watchdog(child, "sf-launch");
     assert!(run.status.success(), "{run:?}");
+    assert_eq!(parse_stats_table(&run.stdout).values().sum::<u64>(), 23);
     assert_clean(dir.path());
 }

@@ -1,7 +1,6 @@
 //! In-process mode (`sf-handler-NAME --in-process TRACE`, the handler SDK's `in-process`
-//! feature) against the pipeline, and the reader's two datum decoders against each other:
-//! the same handler code must see the same records with the same context whichever way it
-//! runs and whichever decoder read the trace.
+//! feature) against the pipeline: the same handler code must see the same records with the
+//! same context whichever way it runs.
 
 mod common;
 
@@ -55,7 +54,7 @@ fn stats_in_process_counts_and_ranks_as_the_pipeline_on_k8s_small() {
     assert!(
         alone
             .stderr
-            .starts_with("in-process: 6173 records, 1 handler(s), decoder fast, "),
+            .starts_with("in-process: 6173 records, 1 handler(s), "),
         "{}",
         alone.stderr
     );
@@ -76,75 +75,83 @@ fn stats_in_process_counts_and_ranks_as_the_pipeline_on_k8s_small() {
 }
 
 /// The probe's lines (sequence number, kind and full context of every record, entities
-/// included) over every shared trace: the pipeline with either decoder and in-process mode
-/// with either decoder all write the same file.
+/// included) over every shared trace (`traces/`, and `traces-2019/` while it is there): the
+/// pipeline and in-process mode write the same file.
 #[test]
 fn every_shared_trace_gives_the_same_records_and_context_by_every_route() {
     let dir = tempfile::tempdir().unwrap();
-    let traces = shared().join("traces");
     let probe = |file: &Path| json!({"file": file, "entities": true});
-    let mut outputs = Vec::new();
-    for decoder in ["fast", "avro"] {
-        let out = dir.path().join(format!("pipeline-{decoder}.tsv"));
-        let mut block = probe(&out);
+    let mut inputs = vec![shared().join("traces")];
+    if shared().join("traces-2019").is_dir() {
+        inputs.push(shared().join("traces-2019"));
+    }
+    let mut lines = 0;
+    for (i, traces) in inputs.iter().enumerate() {
+        let from_pipeline = dir.path().join(format!("pipeline-{i}.tsv"));
+        let mut block = probe(&from_pipeline);
         block["handler"] = json!("probe");
         let pipeline = write_blocks(dir.path(), &[block]);
-        let run = launch_env(
-            dir.path(),
-            &[("SF_READER_DECODER", &decoder)],
-            &[&pipeline, &traces],
-        );
-        assert!(run.status.success(), "{decoder}: {run:?}");
-        outputs.push((format!("pipeline, {decoder}"), out));
+        let run = launch(dir.path(), &[&pipeline, traces]);
+        assert!(run.status.success(), "{}: {run:?}", traces.display());
 
-        let out = dir.path().join(format!("in-process-{decoder}.tsv"));
-        let config = probe(&out).to_string();
+        let alone = dir.path().join(format!("in-process-{i}.tsv"));
+        let config = probe(&alone).to_string();
         let run = in_process(
             dir.path(),
             "probe",
             &[("SF_HANDLER_CONFIG", &config)],
-            &[&"--decoder", &decoder, &traces],
+            &[traces],
         );
-        assert!(run.status.success(), "{decoder}: {run:?}");
-        outputs.push((format!("in-process, {decoder}"), out));
-    }
-    let (first_name, first) = &outputs[0];
-    let want = std::fs::read_to_string(first).unwrap();
-    // Every record of every trace (some paths hold a newline, so lines are not records).
-    assert!(want.lines().count() > 10_000, "{want}");
-    for (name, path) in &outputs[1..] {
-        let got = std::fs::read_to_string(path).unwrap();
+        assert!(run.status.success(), "{}: {run:?}", traces.display());
+        let want = std::fs::read_to_string(&from_pipeline).unwrap();
+        let got = std::fs::read_to_string(&alone).unwrap();
         if got != want {
-            let (i, (a, b)) = got
+            let (n, (a, b)) = got
                 .lines()
                 .zip(want.lines())
                 .enumerate()
                 .find(|(_, (a, b))| a != b)
                 .unwrap_or((0, ("(lengths differ)", "")));
             panic!(
-                "{name} differs from {first_name} at line {}: {a:?} != {b:?}",
-                i + 1
+                "{}: in-process differs from the pipeline at line {}: {a:?} != {b:?}",
+                traces.display(),
+                n + 1
             );
         }
+        lines += want.lines().count();
     }
+    // Every record of every trace (some paths hold a newline, so lines are not records).
+    assert!(lines > 70_000, "{lines}");
     assert_no_process_left(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
 fn in_process_usage_errors_are_reported() {
     let dir = tempfile::tempdir().unwrap();
+    // There is one decoder: no --decoder any more.
     let run = in_process(
         dir.path(),
         "printer",
         &[],
-        &[&"--decoder", &"slow", &"x.sf"],
+        &[&"--decoder", &"avro", &"x.sf"],
     );
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(
-        run.stderr
-            .starts_with("unknown decoder \"slow\" (fast or avro)\nusage: "),
+        run.stderr.starts_with("unknown option --decoder\nusage: "),
         "{}",
         run.stderr
+    );
+    // A file from which no record could be decoded: exit 3, as the launcher.
+    let notes = dir.path().join("notes.sf");
+    std::fs::write(&notes, "# not a trace\n").unwrap();
+    let run = in_process(dir.path(), "printer", &[], &[&notes]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "input errors in 1 of 1 files: 1 skipped (notes.sf: not an Avro file (wrong magic at byte 0))"
+        ),
+        "{}",
+        run.stdout
     );
     let missing = dir.path().join("missing.sf");
     let run = in_process(dir.path(), "printer", &[], &[&missing]);

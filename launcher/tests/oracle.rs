@@ -57,6 +57,11 @@ use common::*;
 /// The one shared trace without an oracle: the official printer crashes on it (TRACES.md).
 const NO_ORACLE: &str = "tcp-procflow-v1000.sf";
 
+/// The January-2019 layout, which the official tools do not read (no oracle), and its
+/// process events (`TRACES.md`); in `../shared/traces-2019` until moved into `traces`.
+const JANUARY_2019: [(&str, usize); 2] =
+    [("play-mon.1548965896", 143), ("play-mon.1548966016", 180)];
+
 /// The oracle fields compared: `ORACLE.md`'s, in its order, and a few more the oracle holds
 /// and our json writes: the parent's `tty`, `entry`, `cwd` and `env` (schema 5 gives the
 /// working directory and environment of the parent where the process's are empty), and
@@ -439,13 +444,19 @@ fn read_oracle(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Every shared trace, in name order, with its oracle file if it has one.
+/// Every shared trace (`traces`, and `traces-2019` while it is there), in name order, with
+/// its oracle file if it has one.
 fn shared_traces() -> Vec<(PathBuf, Option<PathBuf>)> {
     let mut traces: Vec<PathBuf> = std::fs::read_dir(shared().join("traces"))
         .expect("../shared/traces")
         .map(|e| e.expect("a trace").path())
         .collect();
-    traces.sort();
+    if let Ok(entries) = std::fs::read_dir(shared().join("traces-2019")) {
+        traces.extend(entries.map(|e| e.expect("a trace").path()));
+    }
+    traces.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    // Moved into traces/ but left in traces-2019/ too: once.
+    traces.dedup_by(|a, b| a.file_name() == b.file_name());
     traces
         .into_iter()
         .map(|t| {
@@ -474,13 +485,21 @@ fn cwd_env_counts(records: &[Value]) -> [usize; 4] {
 #[test]
 fn every_record_of_every_trace_has_the_official_tools_context() {
     let traces = shared_traces();
-    assert_eq!(traces.len(), 15, "TRACES.md lists 15 traces");
+    assert_eq!(
+        traces.len(),
+        17,
+        "TRACES.md lists 15 traces, and 2 in traces-2019"
+    );
     let without: Vec<String> = traces
         .iter()
         .filter(|(_, o)| o.is_none())
         .map(|(t, _)| t.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(without, [NO_ORACLE], "traces without an oracle");
+    assert_eq!(
+        without,
+        [JANUARY_2019[0].0, JANUARY_2019[1].0, NO_ORACLE],
+        "traces without an oracle"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
@@ -491,10 +510,26 @@ fn every_record_of_every_trace_has_the_official_tools_context() {
         // Every line of every trace's output parses (json_output fails the test otherwise).
         let ours = json_output(dir.path(), trace);
         let Some(oracle) = oracle else {
-            // The earliest layout: four process events (written as ProcessFlow) and two
-            // network flows (TRACES.md).
             let kinds: Vec<&str> = ours.iter().filter_map(|r| r["type"].as_str()).collect();
-            assert_eq!(kinds, ["PE", "PE", "NF", "PE", "NF", "PE"], "{name}");
+            if let Some((_, events)) = JANUARY_2019.iter().find(|(n, _)| *n == name) {
+                // Process events only, each a clone, an exec or an exit with its process.
+                assert_eq!(kinds, vec!["PE"; *events], "{name}");
+                for r in &ours {
+                    let flags = r["opflags"].clone();
+                    assert!(
+                        [json!(["CLONE"]), json!(["EXEC"]), json!(["EXIT"])].contains(&flags),
+                        "{name}: {r}"
+                    );
+                    assert!(
+                        get(r, "proc.exe").as_str().is_some_and(|e| !e.is_empty()),
+                        "{name}: {r}"
+                    );
+                }
+            } else {
+                // The earliest layout: four process events (written as ProcessFlow) and two
+                // network flows (TRACES.md).
+                assert_eq!(kinds, ["PE", "PE", "NF", "PE", "NF", "PE"], "{name}");
+            }
             summary.push(format!("{name}: {} records, no oracle", ours.len()));
             continue;
         };

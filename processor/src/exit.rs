@@ -20,7 +20,8 @@ pub enum RunStatus {
     /// 2: the pipeline could not start (pipeline file, handler, setting, input path,
     /// dead-letter file); nothing was started.
     CouldNotStart,
-    /// 3: reserved for input errors (a file from which no record could be decoded).
+    /// 3: input errors: everything ran, but some input file gave no record at all (not a
+    /// trace, or every record of it failed; the reader's closing warning names it).
     InputError,
     /// 4: a stateful handler was restarted without a usable snapshot of its state after
     /// records had been acknowledged: its results lack what it had counted before.
@@ -38,7 +39,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// The process exit status.
-    pub fn code(self) -> u8 {
+    pub const fn code(self) -> u8 {
         match self {
             RunStatus::Complete => 0,
             RunStatus::Failed => 1,
@@ -80,6 +81,9 @@ pub const HANDLER_ABORTED: u8 = 3;
 /// errors, some output could not be written or committed. The launcher does not restart it
 /// and reports the run as failed ([`RunStatus::Failed`]).
 pub const HANDLER_FINISHED_WITH_ERRORS: u8 = 4;
+/// The reader read its whole input, but some input file gave no record at all; the launcher
+/// ends the run with [`RunStatus::InputError`].
+pub const READER_FILES_WITHOUT_RECORDS: u8 = 5;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
-//! Decoding speed of one generated SysFlow trace (schema 5): the fast decoder
-//! (`sf_reader::fast`), `apache-avro`'s generic reader (one `Value` per datum) and
-//! `sf_reader::avro` (apache-avro plus the mapping onto the model); plus the fast decoder on
-//! one in-memory block, without file reading or inflating.
+//! Decoding speed of one generated SysFlow trace (schema 5): the reader's
+//! (`sf_reader::trace`), `apache-avro`'s generic reader (one `Value` per datum) and the tests'
+//! oracle (`sf_oracle`, apache-avro plus a mapping onto the model); plus our decoder on one
+//! in-memory block, without file reading or inflating.
 //!
 //! Sizes are kept small so that `cargo test --benches` stays quick; `bench/run.sh` measures
 //! a 5-million-record trace end to end.
@@ -16,9 +16,9 @@ use std::io::BufReader;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sf_gen::{GenCodec, GenConfig, Generator};
 use sf_processor::model::Record;
-use sf_reader::generate::{self, GenCodec, GenConfig, Generator};
-use sf_reader::{avro, fast};
+use sf_reader::fast;
 
 const RECORDS: u64 = 20_000;
 
@@ -35,13 +35,13 @@ fn config(codec: GenCodec) -> GenConfig {
 fn write(dir: &Path, codec: GenCodec) -> std::path::PathBuf {
     let path = dir.join(format!("bench-{}.sf", codec.name()));
     let file = File::create(&path).expect("create the trace");
-    generate::write_trace(&config(codec), std::io::BufWriter::new(file)).expect("generate");
+    sf_gen::write_trace(&config(codec), std::io::BufWriter::new(file)).expect("generate");
     path
 }
 
 fn fast_file(path: &Path) -> u64 {
     let mut n = 0;
-    for r in fast::open(path).expect("open") {
+    for r in sf_reader::trace::open(path).expect("open") {
         black_box(r.expect("record"));
         n += 1;
     }
@@ -58,13 +58,9 @@ fn apache_values(path: &Path) -> u64 {
     n
 }
 
-fn avro_rs(path: &Path) -> u64 {
-    let mut n = 0;
-    for r in avro::open(path).expect("open") {
-        black_box(r.expect("record"));
-        n += 1;
-    }
-    n
+fn oracle(path: &Path) -> u64 {
+    let records = sf_oracle::read(path).expect("oracle");
+    black_box(records).len() as u64
 }
 
 fn decode(c: &mut Criterion) {
@@ -74,13 +70,11 @@ fn decode(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("decode {RECORDS} records, {}", codec.name()));
         group.throughput(Throughput::Elements(RECORDS));
         group.sample_size(10);
-        group.bench_function("sf_reader::fast", |b| b.iter(|| fast_file(&path)));
+        group.bench_function("sf_reader::trace", |b| b.iter(|| fast_file(&path)));
         group.bench_function("apache-avro Reader (Value)", |b| {
             b.iter(|| apache_values(&path))
         });
-        group.bench_function("sf_reader::avro (Value + mapping)", |b| {
-            b.iter(|| avro_rs(&path))
-        });
+        group.bench_function("sf_oracle (Value + mapping)", |b| b.iter(|| oracle(&path)));
         group.finish();
     }
 
@@ -88,9 +82,9 @@ fn decode(c: &mut Criterion) {
     let records: Vec<Record> = Generator::new(&config(GenCodec::Null)).collect();
     let mut block = Vec::new();
     for r in &records {
-        generate::encode_record(r, &mut block);
+        sf_gen::encode_record(r, &mut block);
     }
-    let decoder = fast::SysFlowDecoder::from_schema_json(generate::SCHEMA_V5).expect("schema");
+    let decoder = fast::SysFlowDecoder::from_schema_json(sf_gen::SCHEMA_V5).expect("schema");
     let mut group = c.benchmark_group("decode one in-memory block");
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);

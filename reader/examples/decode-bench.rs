@@ -1,9 +1,10 @@
-//! Times decoding one SysFlow trace with each decoder and prints one table: the fast decoder
-//! (`sf_reader::fast`), `apache-avro`'s generic reader (`Reader`, one `Value` per datum) and
-//! `sf_reader::avro` (apache-avro plus the mapping onto the model). Used by `bench/run.sh`.
+//! Times decoding one SysFlow trace with each decoder and prints one table: the reader's
+//! (`sf_reader::trace`: container framing and our decoder, with schema resolution),
+//! `apache-avro`'s generic reader (`Reader`, one `Value` per datum) and the tests' oracle
+//! (`sf_oracle`: apache-avro plus a mapping onto the model by name). Used by `bench/run.sh`.
 //!
 //! ```text
-//! cargo run --release -p sf-reader --example decode-bench -- [--runs N] [--only fast|apache|avro] TRACE
+//! cargo run --release -p sf-reader --example decode-bench -- [--runs N] [--only fast|apache|oracle] TRACE
 //! ```
 //!
 //! Every decoder reads the file from the start (page cache warm after the first run) and
@@ -17,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use sf_reader::{avro, fast};
-
 struct Decoder {
     key: &'static str,
     name: &'static str,
@@ -27,7 +26,7 @@ struct Decoder {
 
 fn run_fast(path: &Path) -> Result<u64, String> {
     let mut n = 0u64;
-    for record in fast::open(path).map_err(|e| e.to_string())? {
+    for record in sf_reader::trace::open(path).map_err(|e| e.to_string())? {
         black_box(record.map_err(|e| e.to_string())?);
         n += 1;
     }
@@ -46,10 +45,15 @@ fn run_apache_value(path: &Path) -> Result<u64, String> {
     Ok(n)
 }
 
-fn run_avro_rs(path: &Path) -> Result<u64, String> {
+fn run_oracle(path: &Path) -> Result<u64, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let reader = apache_avro::Reader::new(BufReader::with_capacity(256 << 10, file))
+        .map_err(|e| e.to_string())?;
+    let branches = sf_oracle::branches(reader.writer_schema())?;
     let mut n = 0u64;
-    for record in avro::open(path).map_err(|e| e.to_string())? {
-        black_box(record.map_err(|e| e.to_string())?);
+    for value in reader {
+        let value = value.map_err(|e| e.to_string())?;
+        black_box(sf_oracle::record_from_value(value, &branches)?);
         n += 1;
     }
     Ok(n)
@@ -58,7 +62,7 @@ fn run_avro_rs(path: &Path) -> Result<u64, String> {
 const DECODERS: &[Decoder] = &[
     Decoder {
         key: "fast",
-        name: "sf_reader::fast (ours)",
+        name: "sf_reader::trace (ours)",
         run: run_fast,
     },
     Decoder {
@@ -67,9 +71,9 @@ const DECODERS: &[Decoder] = &[
         run: run_apache_value,
     },
     Decoder {
-        key: "avro",
-        name: "sf_reader::avro (Value + mapping)",
-        run: run_avro_rs,
+        key: "oracle",
+        name: "sf_oracle (Value + mapping)",
+        run: run_oracle,
     },
 ];
 
@@ -88,7 +92,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Bytes of Avro datum data in the file (the blocks once inflated).
 fn datum_bytes(path: &Path) -> Result<u64, String> {
-    let mut reader = fast::open(path).map_err(|e| e.to_string())?;
+    let mut reader = sf_reader::trace::open(path).map_err(|e| e.to_string())?;
     for record in reader.by_ref() {
         record.map_err(|e| e.to_string())?;
     }
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
             "--only" => match args.next() {
                 Some(key) if DECODERS.iter().any(|d| d.key == key) => only = Some(key),
                 _ => {
-                    eprintln!("decode-bench: --only needs fast, apache or avro");
+                    eprintln!("decode-bench: --only needs fast, apache or oracle");
                     return ExitCode::from(2);
                 }
             },
@@ -124,7 +128,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(path) = path else {
-        eprintln!("usage: decode-bench [--runs N] [--only fast|apache|avro] TRACE");
+        eprintln!("usage: decode-bench [--runs N] [--only fast|apache|oracle] TRACE");
         return ExitCode::from(2);
     };
     let file_bytes = match std::fs::metadata(&path) {

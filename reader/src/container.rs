@@ -352,9 +352,13 @@ pub struct BlockInfo {
 #[derive(Debug)]
 struct Window<R> {
     inner: R,
+    /// `buf[pos..end]` are the bytes read and not consumed; the rest of `buf` is initialized
+    /// scratch space, kept so that reads land in it without zeroing it again.
     buf: Vec<u8>,
     /// Index in `buf` of the next unconsumed byte.
     pos: usize,
+    /// End of the bytes read in `buf`.
+    end: usize,
     /// Absolute offset of `buf[0]`.
     base: u64,
     eof: bool,
@@ -366,6 +370,7 @@ impl<R: Read> Window<R> {
             inner,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             base: 0,
             eof: false,
         }
@@ -377,41 +382,37 @@ impl<R: Read> Window<R> {
     }
 
     fn available(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        self.buf.get(self.pos..self.end).unwrap_or_default()
     }
 
     /// Makes at least `n` unconsumed bytes available, unless the input ends first, and returns
     /// the unconsumed bytes (fewer than `n` only at the end of the input).
     fn fill(&mut self, n: usize) -> io::Result<&[u8]> {
-        while self.buf.len().saturating_sub(self.pos) < n && !self.eof {
+        while self.end - self.pos < n && !self.eof {
             if self.pos > 0 {
-                self.buf.drain(..self.pos);
+                self.buf.copy_within(self.pos..self.end, 0);
                 self.base += self.pos as u64;
+                self.end -= self.pos;
                 self.pos = 0;
             }
-            // Grow by one chunk per read: a corrupt size that asks for 64 MiB of a short input
-            // must not cost 64 MiB of zeroed memory.
-            let old = self.buf.len();
-            self.buf.resize(old + CHUNK, 0);
-            let read = self.inner.read(self.buf.get_mut(old..).unwrap_or_default());
-            match read {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                }
-                Ok(k) => self.buf.truncate(old + k),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+            // Grow by one chunk per read at most: a corrupt size that asks for 64 MiB of a
+            // short input must not cost 64 MiB of zeroed memory.
+            if self.buf.len() < self.end + CHUNK {
+                self.buf.resize(self.end + CHUNK, 0);
+            }
+            let space = self.buf.get_mut(self.end..).unwrap_or_default();
+            match self.inner.read(space) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(self.available())
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = self.pos.saturating_add(n).min(self.buf.len());
+        self.pos = self.pos.saturating_add(n).min(self.end);
     }
 
     /// Consumes everything to the end of the input; returns its length.
@@ -618,6 +619,8 @@ pub struct Container<R> {
     window: Window<R>,
     header: Header,
     done: bool,
+    /// The inflater, reset for each block (its state and window allocated once).
+    inflater: Inflater,
 }
 
 /// A block header as read, before any check of its values.
@@ -640,6 +643,7 @@ impl<R: Read> Container<R> {
             window,
             header,
             done: false,
+            inflater: Inflater(flate2::Decompress::new(false)),
         })
     }
 
@@ -751,7 +755,7 @@ impl<R: Read> Container<R> {
             return Some(Err(self.wrong_sync(offset, count, total)));
         }
         let compressed = avail.get(head.len..marker_at).unwrap_or_default();
-        let inflated = inflate(self.header.codec, compressed, data);
+        let inflated = self.inflater.inflate(self.header.codec, compressed, data);
         self.window.consume(total);
         let end = self.window.offset();
         let problem = match inflated {
@@ -901,20 +905,72 @@ fn read_head(bytes: &[u8]) -> Result<RawHead, (BlockProblem, Option<u64>)> {
     }
 }
 
-/// Inflates `compressed` into `data` (replacing its content).
-fn inflate(codec: Codec, compressed: &[u8], data: &mut Vec<u8>) -> Result<(), BlockProblem> {
-    data.clear();
-    match codec {
-        Codec::Null => {
+/// A raw-deflate (RFC 1951) inflater kept from block to block.
+struct Inflater(flate2::Decompress);
+
+impl fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Inflater")
+    }
+}
+
+/// What an inflated block's buffer grows by, at least.
+const INFLATE_STEP: usize = 64 << 10;
+
+impl Inflater {
+    /// Inflates `compressed` into `data` (replacing its content), at most
+    /// [`MAX_BLOCK_BYTES`]. The output goes straight into `data`'s spare capacity (no zeroing,
+    /// no copy), which is kept from block to block.
+    fn inflate(
+        &mut self,
+        codec: Codec,
+        compressed: &[u8],
+        data: &mut Vec<u8>,
+    ) -> Result<(), BlockProblem> {
+        use flate2::{FlushDecompress, Status};
+        data.clear();
+        if codec == Codec::Null {
             data.extend_from_slice(compressed);
-            Ok(())
+            return Ok(());
         }
-        Codec::Deflate => {
-            let decoder = flate2::bufread::DeflateDecoder::new(compressed);
-            match decoder.take(MAX_BLOCK_BYTES + 1).read_to_end(data) {
-                Ok(n) if n as u64 > MAX_BLOCK_BYTES => Err(BlockProblem::TooLarge),
-                Ok(_) => Ok(()),
-                Err(e) => Err(BlockProblem::Deflate(e.to_string())),
+        let d = &mut self.0;
+        d.reset(false);
+        let limit = usize::try_from(MAX_BLOCK_BYTES).unwrap_or(usize::MAX);
+        // SysFlow blocks inflate about 4 to 6 times.
+        let first = compressed
+            .len()
+            .saturating_mul(6)
+            .clamp(INFLATE_STEP, limit);
+        if data.capacity() < first {
+            data.reserve(first);
+        }
+        loop {
+            if data.len() == data.capacity() {
+                if data.len() >= limit {
+                    return Err(BlockProblem::TooLarge);
+                }
+                let more = data.capacity().clamp(INFLATE_STEP, limit - data.len());
+                data.reserve(more);
+            }
+            let consumed = usize::try_from(d.total_in()).unwrap_or(usize::MAX);
+            let input = compressed.get(consumed..).unwrap_or_default();
+            let (in_before, out_before) = (d.total_in(), d.total_out());
+            let status = d
+                .decompress_vec(input, data, FlushDecompress::None)
+                .map_err(|_| BlockProblem::Deflate("corrupt deflate stream".to_owned()))?;
+            if data.len() > limit {
+                return Err(BlockProblem::TooLarge);
+            }
+            match status {
+                Status::StreamEnd => return Ok(()),
+                Status::Ok | Status::BufError => {
+                    let progress = d.total_in() != in_before || d.total_out() != out_before;
+                    if !progress && data.len() < data.capacity() {
+                        return Err(BlockProblem::Deflate(
+                            "truncated deflate stream (no end of stream)".to_owned(),
+                        ));
+                    }
+                }
             }
         }
     }

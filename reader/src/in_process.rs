@@ -6,13 +6,13 @@
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
 //! use sf_processor::handler::Handler;
-//! use sf_reader::{avro::Decoder, in_process};
+//! use sf_reader::in_process;
 //!
 //! struct Count;
 //! impl Handler for Count {}
 //!
 //! let files = sf_reader::driver::input_files("trace.sf".as_ref()).unwrap();
-//! let run = in_process::run(&files, Decoder::Fast, vec![Count, Count], &AtomicBool::new(false));
+//! let run = in_process::run(&files, vec![Count, Count], &AtomicBool::new(false));
 //! println!("{} records", run.summary.total());
 //! ```
 
@@ -22,7 +22,6 @@ use std::sync::atomic::AtomicBool;
 use sf_processor::handler::{DispatchStats, Dispatcher, Handler};
 use sf_processor::model::Record;
 
-use crate::avro::Decoder;
 use crate::driver::{self, NoConsumers, ReadSummary, Sink};
 
 /// Handlers fed in the reader's process: every record goes to each of them in turn, in
@@ -85,20 +84,14 @@ pub struct InProcessRun<H> {
     pub summary: ReadSummary,
 }
 
-/// Reads `files` with `decoder` (as [`driver::read_with`]: bad input reported and skipped)
-/// and calls every handler of `handlers` (already initialised) with every record, then their
-/// `cleanup()`. Stops between two records once `stop` is set.
-pub fn run<H: Handler>(
-    files: &[PathBuf],
-    decoder: Decoder,
-    handlers: Vec<H>,
-    stop: &AtomicBool,
-) -> InProcessRun<H> {
+/// Reads `files` (as [`driver::read`]: bad input reported and skipped) and calls every
+/// handler of `handlers` (already initialised) with every record, then their `cleanup()`.
+/// Stops between two records once `stop` is set.
+pub fn run<H: Handler>(files: &[PathBuf], handlers: Vec<H>, stop: &AtomicBool) -> InProcessRun<H> {
     let mut sink = Dispatchers::new(handlers);
     let mut summary = ReadSummary::default();
     // `NoConsumers` only when there is no handler at all: nothing to report then.
-    let _: Result<(), NoConsumers> =
-        driver::read_with(files, decoder, &mut sink, &mut summary, stop);
+    let _: Result<(), NoConsumers> = driver::read(files, &mut sink, &mut summary, stop);
     InProcessRun {
         handlers: sink.finish(),
         summary,
@@ -140,7 +133,6 @@ mod tests {
         let stop = AtomicBool::new(false);
         let run = run(
             &[trace],
-            Decoder::Fast,
             vec![FileFlows::default(), FileFlows::default()],
             &stop,
         );

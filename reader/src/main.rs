@@ -2,12 +2,14 @@
 //! ring file descriptor per handler; reads the trace file or directory and publishes every
 //! record into every ring, then closes the rings.
 //!
-//! Exit status: 0 when the whole input was read (bad input — a file that is not a trace, a
-//! damaged block, a record that cannot be mapped — is reported, skipped and summed up in a
-//! closing warning, and does not change it), 2 on a usage or start-up error, 3 when
-//! no handler is left to publish to, 4 when some records were larger than a ring's largest
-//! frame and could not be delivered. Killed by a signal or another status: the launcher
-//! restarts it, and it resumes after what each ring already holds.
+//! Exit status: 0 when the whole input was read (bad input — a damaged block, a record that
+//! cannot be decoded, a field that cannot be resolved — is reported, skipped and summed up in
+//! a closing warning, and does not change it), 2 on a usage or start-up error, 3 when no
+//! handler is left to publish to, 4 when some records were larger than a ring's largest
+//! frame and could not be delivered, 5 when the whole input was read but some file gave no
+//! record at all (not a trace, or every record of it failed: `sf-launch` exits 3 then).
+//! Killed by a signal or another status: the launcher restarts it, and it resumes after what
+//! each ring already holds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,14 +20,13 @@ use sf_processor::handler::env;
 use sf_processor::journal::JournalWriter;
 use sf_processor::logging::{self, LogLevel};
 use sf_processor::ring::{Producer, RingSegment};
-use sf_reader::avro::Decoder;
-use sf_reader::driver::{self, NoConsumers, Overflow, Publisher, ReadSummary, Target};
-use sf_reader::socket::{self, Listener};
-use std::collections::BTreeSet;
-use std::path::Path;
+use sf_reader::driver::{self, Overflow, Publisher, ReadSummary, Target};
+use sf_reader::socket::{self, Listener, SocketOptions};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+
+/// The exit status for an input with a file from which no record could be decoded.
+const EXIT_FILE_WITHOUT_RECORDS: u8 = sf_processor::exit::READER_FILES_WITHOUT_RECORDS;
 
 /// Reads SysFlow traces and publishes their records into handler rings.
 #[derive(Debug, Parser)]
@@ -49,12 +50,15 @@ struct Args {
     /// file exists, or it has not changed for 10 s).
     #[arg(long)]
     follow: bool,
-    /// Datum decoder for trace files: `fast` (ours, the default) or `avro` (apache-avro's
-    /// generic reader, the reference; slower). Default: `$SF_READER_DECODER`, else `fast`
-    /// (so `SF_READER_DECODER=avro sf-launch ...` selects it for a whole pipeline). The
-    /// socket is always read with `fast`.
-    #[arg(long, value_name = "DECODER")]
-    decoder: Option<Decoder>,
+    /// With --socket: read every connection in this writer layout (v5, v4, v3, v2,
+    /// v1000-2018-07, v1000-2018-12, v1000-2019-01) instead of choosing it from the header's
+    /// version and the first datums.
+    #[arg(long, value_name = "LAYOUT", requires = "socket", value_parser = parse_layout)]
+    socket_layout: Option<&'static sf_reader::layout::Layout>,
+    /// With --socket: the largest message accepted, in bytes (1 KiB to 16 MiB); larger ones
+    /// are reported and skipped.
+    #[arg(long, value_name = "BYTES", requires = "socket", default_value_t = socket::MAX_MESSAGE, value_parser = parse_max_message)]
+    max_message: usize,
     /// A trace file or a directory of trace files.
     #[arg(required_unless_present = "socket")]
     path: Option<PathBuf>,
@@ -68,24 +72,26 @@ fn main() -> ExitCode {
     status
 }
 
-/// The environment variable that chooses the decoder when `--decoder` is not given.
-const DECODER_ENV: &str = "SF_READER_DECODER";
+fn parse_layout(name: &str) -> Result<&'static sf_reader::layout::Layout, String> {
+    sf_reader::layout::find(name)
+}
+
+fn parse_max_message(bytes: &str) -> Result<usize, String> {
+    let n: usize = bytes
+        .parse()
+        .map_err(|e| format!("not a number of bytes: {e}"))?;
+    if socket::MAX_MESSAGE_RANGE.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} bytes is out of range ({} to {})",
+            socket::MAX_MESSAGE_RANGE.start(),
+            socket::MAX_MESSAGE_RANGE.end()
+        ))
+    }
+}
 
 fn run(args: Args) -> ExitCode {
-    let decoder = match args.decoder {
-        Some(d) => d,
-        None => match std::env::var(DECODER_ENV) {
-            Err(_) => Decoder::default(),
-            Ok(name) => match name.parse() {
-                Ok(d) => d,
-                Err(e) => {
-                    log::error!("{DECODER_ENV}: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-        },
-    };
-    log::debug!("decoder: {}", decoder.name());
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         log::warn!("cannot set the parent-death signal: {e}");
     }
@@ -154,7 +160,11 @@ fn run(args: Args) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            socket::serve(&listener, &mut publisher, &stop).map(|s| {
+            let options = SocketOptions {
+                max_message: args.max_message,
+                layout: args.socket_layout,
+            };
+            socket::serve(&listener, &mut publisher, &stop, &options).map(|s| {
                 log::info!(
                     "{}: {} records from {} connection(s); {} messages not SysFlow, {} too large",
                     listener.path().display(),
@@ -166,10 +176,10 @@ fn run(args: Args) -> ExitCode {
             })
         }
         (None, Some(path)) if args.follow => {
-            follow(path, decoder, &mut publisher, &mut summary, &stop)
+            driver::follow(path, &mut publisher, &mut summary, &stop)
         }
         (None, Some(path)) => match driver::input_files(path) {
-            Ok(files) => driver::read_with(&files, decoder, &mut publisher, &mut summary, &stop),
+            Ok(files) => driver::read(&files, &mut publisher, &mut summary, &stop),
             Err(e) => {
                 log::error!("{e}");
                 return ExitCode::from(2);
@@ -195,55 +205,7 @@ fn run(args: Args) -> ExitCode {
             ExitCode::from(3)
         }
         Ok(()) if undeliverable > 0 => ExitCode::from(4),
+        Ok(()) if summary.files_without_records() > 0 => ExitCode::from(EXIT_FILE_WITHOUT_RECORDS),
         Ok(()) => ExitCode::SUCCESS,
     }
-}
-
-/// How long the newest file of a followed directory must stay unchanged to count as complete.
-const SETTLE: Duration = Duration::from_secs(10);
-
-/// Follow mode: reads the directory's trace files in name order, then keeps watching it and
-/// reads each new file once it is complete: when a newer file exists (the collector rotated),
-/// or when it has not changed for [`SETTLE`]. Returns when `stop` is set.
-fn follow(
-    dir: &Path,
-    decoder: Decoder,
-    publisher: &mut Publisher,
-    summary: &mut ReadSummary,
-    stop: &AtomicBool,
-) -> Result<(), NoConsumers> {
-    use std::sync::atomic::Ordering;
-    let mut done: BTreeSet<PathBuf> = BTreeSet::new();
-    while !stop.load(Ordering::Relaxed) {
-        let files = match driver::input_files(dir) {
-            Ok(f) => f,
-            Err(e) => {
-                log::error!("{e}");
-                Vec::new()
-            }
-        };
-        let newest = files.last().cloned();
-        let ready: Vec<PathBuf> = files
-            .into_iter()
-            .filter(|f| !done.contains(f))
-            .filter(|f| {
-                Some(f) != newest.as_ref()
-                    || std::fs::metadata(f)
-                        .and_then(|m| m.modified())
-                        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= SETTLE)
-                        .unwrap_or(false)
-            })
-            .collect();
-        if !ready.is_empty() {
-            driver::read_with(&ready, decoder, publisher, summary, stop)?;
-            done.extend(ready);
-        }
-        for _ in 0..5 {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    Ok(())
 }

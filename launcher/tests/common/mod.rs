@@ -20,9 +20,9 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
-/// `../shared` beside the checkout.
+/// `../shared` beside the checkout (`SF_SHARED_DIR` overrides it, as in the reader's tests).
 pub fn shared() -> PathBuf {
-    root().join("../shared")
+    std::env::var_os("SF_SHARED_DIR").map_or_else(|| root().join("../shared"), PathBuf::from)
 }
 
 /// The `sf-launch` binary; the reader and handlers are built beside it by `cargo test --workspace`.

@@ -1,7 +1,8 @@
 //! The decoding engine: Avro binary straight into the model, following a plan.
 //!
-//! A datum is read field by field in writer order; each field's value lands in a slot
-//! ([`Slots`]) and the model record is built from the slots by its mapping table's builder.
+//! A datum is read field by field in writer order; each field's value lands in the slot of
+//! its reader field ([`Slots`]), the reader fields the writer lacks get their defaults, and
+//! the model record is built from the slots by its builder (`plan.rs`).
 //! Nothing here can panic or allocate more than the block holds: every length and count is
 //! checked against the bytes left before anything is allocated.
 
@@ -9,10 +10,9 @@ use sf_processor::model::{
     ContainerType, Foid, K8sAction, K8sComponent, ObjectState, Oid, Port, Record, Service,
 };
 
-use super::DatumProblem;
 use super::plan::{self, Collect, Read, RecKind, RecPlan, TopPlan};
 use super::schema::{Def, Schema, Ty};
-use crate::avro::FieldProblem;
+use crate::error::{DatumProblem, FieldProblem};
 
 /// Deepest nesting of writer types followed when skipping (a recursive schema can nest
 /// forever; SysFlow's nest 4 deep).
@@ -74,16 +74,16 @@ impl Fail {
     }
 }
 
-/// A required field that is not in the slots (the plan checks this before; kept as an error
-/// rather than a panic).
+/// A slot left empty: cannot happen, as every reader field has a default (the unit tests
+/// check the reader schema); kept as an error rather than a panic.
 pub(crate) fn missing(field: &'static str) -> Box<Fail> {
     Fail::field(field, FieldProblem::Missing)
 }
 
-/// A decoded model value.
-#[derive(Debug, Default)]
+/// A decoded reader value.
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) enum V {
-    /// The writer has no such field: the mapping table's default applies.
+    /// Nothing yet.
     #[default]
     Unset,
     Null,
@@ -92,7 +92,8 @@ pub(crate) enum V {
     Bool(bool),
     Str(String),
     Foid(Foid),
-    /// Index into the model enum's `ALL`.
+    /// Index of a reader enum's symbol, which is the index in the model enum's `ALL` (the
+    /// reader schema's enums have the model's symbols in the model's order).
     Sym(u8),
     Oid(Oid),
     Service(Box<Service>),
@@ -120,16 +121,36 @@ macro_rules! getter {
     };
 }
 
+/// `s` without surrounding white space (Go's `strings.TrimSpace`; Rust's `trim` uses the
+/// same Unicode `White_Space` set), reusing its allocation when nothing is trimmed.
+fn trim(s: String) -> String {
+    let trimmed = s.trim();
+    if trimmed.len() == s.len() {
+        s
+    } else {
+        trimmed.to_owned()
+    }
+}
+
 fn symbol<T: Copy>(all: &[T], index: u8) -> Option<T> {
     all.get(usize::from(index)).copied()
 }
 
 impl Slots {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Slots([const { V::Unset }; 16])
     }
 
-    fn set(&mut self, slot: u8, value: V) {
+    /// The slots of a record whose writer lacks some reader fields: their defaults.
+    fn with_defaults(defaults: &[(u8, V)]) -> Self {
+        let mut slots = Slots::new();
+        for (slot, value) in defaults {
+            slots.set(*slot, value.clone());
+        }
+        slots
+    }
+
+    pub(crate) fn set(&mut self, slot: u8, value: V) {
         if let Some(s) = self.0.get_mut(usize::from(slot)) {
             *s = value;
         }
@@ -143,6 +164,7 @@ impl Slots {
     getter!(int -> i32, "int", V::Int(v) => v);
     getter!(boolean -> bool, "boolean", V::Bool(v) => v);
     getter!(string -> String, "string", V::Str(v) => v);
+    getter!(trimmed -> String, "string", V::Str(v) => trim(v));
     getter!(foid -> Foid, "fixed(20)", V::Foid(v) => v);
     getter!(opt_foid -> Option<Foid>, "fixed(20)", V::Foid(v) => Some(v), V::Null => None);
     getter!(oid -> Oid, "record", V::Oid(v) => v);
@@ -450,44 +472,31 @@ impl<'a> Cx<'a> {
             Read::Long => V::Long(self.long()?),
             Read::IntAsLong => V::Long(i64::from(self.int()?)),
             Read::Int => V::Int(self.int()?),
-            Read::IntFromLong => {
-                let at = self.pos;
-                let v = self.long()?;
-                match i32::try_from(v) {
-                    Ok(i) => V::Int(i),
-                    Err(_) => {
-                        return Err(self.field_problem(
-                            at,
-                            FieldProblem::OutOfRange {
-                                expected: "int",
-                                value: v,
-                            },
-                        ));
-                    }
-                }
-            }
             Read::Bool => V::Bool(self.boolean()?),
             Read::Str => V::Str(self.str()?.to_owned()),
-            Read::Trimmed => V::Str(self.str()?.trim().to_owned()),
-            Read::Fixed20 => V::Foid(self.foid()?),
-            Read::Bytes20 => {
+            Read::BytesAsStr => {
                 let at = self.pos;
                 let n = self.len()?;
                 let bytes = self.take(n)?;
-                match <[u8; 20]>::try_from(bytes) {
-                    Ok(id) => V::Foid(Foid(id)),
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => V::Str(s.to_owned()),
                     Err(_) => {
                         return Err(self.field_problem(
                             at,
                             FieldProblem::WrongType {
-                                expected: "fixed(20)",
-                                found: format!("bytes({n})"),
+                                expected: "string".into(),
+                                found: "bytes that are not UTF-8".into(),
                             },
                         ));
                     }
                 }
             }
-            Read::Sym { kind, map, symbols } => {
+            Read::Fixed20 => V::Foid(self.foid()?),
+            Read::Sym {
+                map,
+                symbols,
+                enum_name,
+            } => {
                 let at = self.pos;
                 let i = self.enum_index(map.len())?;
                 match map.get(i).copied().flatten() {
@@ -496,24 +505,28 @@ impl<'a> Cx<'a> {
                         return Err(self.field_problem(
                             at,
                             FieldProblem::UnknownSymbol {
-                                enum_name: kind.enum_name(),
-                                symbol: symbols.get(i).map(|s| s.to_string()).unwrap_or_default(),
+                                enum_name: enum_name.clone(),
+                                symbol: symbols.get(i).cloned().unwrap_or_default(),
                             },
                         ));
                     }
                 }
             }
-            Read::SymStr(kind) => {
+            Read::SymAsInt {
+                map,
+                symbols,
+                enum_name,
+            } => {
                 let at = self.pos;
-                let s = self.str()?;
-                match kind.index_of(s) {
-                    Some(m) => V::Sym(m),
+                let i = self.enum_index(map.len())?;
+                match map.get(i).copied().flatten() {
+                    Some(v) => V::Int(v),
                     None => {
                         return Err(self.field_problem(
                             at,
                             FieldProblem::UnknownSymbol {
-                                enum_name: kind.enum_name(),
-                                symbol: s.to_owned(),
+                                enum_name: enum_name.clone(),
+                                symbol: symbols.get(i).cloned().unwrap_or_default(),
                             },
                         ));
                     }
@@ -545,8 +558,8 @@ impl<'a> Cx<'a> {
                 return Err(self.field_problem(
                     at,
                     FieldProblem::WrongType {
-                        expected,
-                        found: found.to_string(),
+                        expected: expected.clone(),
+                        found: found.clone(),
                     },
                 ));
             }
@@ -559,7 +572,6 @@ impl<'a> Cx<'a> {
             Collect::Longs => V::Longs(Vec::new()),
             Collect::Services => V::Services(Vec::new()),
             Collect::Ports => V::Ports(Vec::new()),
-            Collect::Nothing => V::Unset,
         };
         let mut index = 0u64;
         loop {
@@ -623,9 +635,6 @@ impl<'a> Cx<'a> {
 
     /// Reads the writer fields of a record into `slots`.
     fn record(&mut self, plan: &RecPlan, slots: &mut Slots) -> R<()> {
-        if let Some(field) = plan.missing {
-            return Err(missing(field));
-        }
         for step in &plan.steps {
             match step.slot {
                 Some(slot) => {
@@ -639,7 +648,7 @@ impl<'a> Cx<'a> {
     }
 
     fn nested(&mut self, plan: &RecPlan) -> R<V> {
-        let mut slots = Slots::new();
+        let mut slots = Slots::with_defaults(&plan.defaults);
         self.record(plan, &mut slots)?;
         Ok(match plan.target {
             RecKind::Oid => V::Oid(plan::build_oid(&mut slots)?),
@@ -689,7 +698,7 @@ impl<'a> Cx<'a> {
                 },
             }));
         };
-        let mut slots = Slots::new();
+        let mut slots = Slots::with_defaults(&plan.defaults);
         self.record(plan, &mut slots)?;
         let s = &mut slots;
         let record = match plan.target {
@@ -770,7 +779,7 @@ impl<'a> Cx<'a> {
                             .map_err(|f| f.in_field(&field.name))?;
                     }
                 }
-                Some(Def::Enum(symbols)) => {
+                Some(Def::Enum { symbols, .. }) => {
                     self.enum_index(symbols.len())?;
                 }
                 Some(Def::Fixed(size)) => {

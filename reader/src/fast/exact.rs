@@ -1,11 +1,12 @@
 //! Straight-line decoders for the record layouts the collector writes today.
 //!
 //! When a writer record is **exactly** a known layout (same field names, same order, same
-//! types; enums with the model's symbols in the model's order), its datums are decoded by a
-//! hand-written function that reads the fields in order straight into the model struct, with
-//! no plan to interpret. The flows' and events' layouts have not changed since schema 2, so
-//! this covers nearly every datum of a real trace; any other layout goes through the generic
-//! plan, which gives the same records (the unit tests check both paths on every shared trace).
+//! types; enums with the model's symbols in the model's order), resolution against the reader
+//! schema is the identity, and its datums are decoded by a hand-written function that reads
+//! the fields in order straight into the model struct, with no plan to interpret. The flows'
+//! and events' layouts have not changed since schema 2, so this covers nearly every datum of a
+//! real trace; any other layout goes through the generic plan, which gives the same records
+//! (the unit tests check both paths on every shared trace).
 //!
 //! These functions report damaged data without a field path; the caller then decodes the
 //! datum again with the generic plan, which finds the same error and names the field.
@@ -240,7 +241,7 @@ fn is(schema: &Schema, ty: &Ty, shape: Shape) -> bool {
         Strings => matches!(ty, Ty::Array(items) if **items == Ty::String),
         Shape::Enum(symbols) => matches!(
             def(schema, ty),
-            Some(Def::Enum(s)) if s.len() == symbols.len() && s.iter().zip(symbols).all(|(a, b)| a == b)
+            Some(Def::Enum { symbols: s, .. }) if s.len() == symbols.len() && s.iter().zip(symbols).all(|(a, b)| a == b)
         ),
     }
 }

@@ -1,18 +1,17 @@
-//! A fast decoder specialised for the SysFlow schemas: Avro binary straight into
-//! [`Record`]s, without `apache-avro`'s generic `Value`.
+//! Our Avro decoder, specialised for SysFlow: Avro binary straight into [`Record`]s, with
+//! the writer schema of each file resolved against one reader schema.
 //!
 //! # How it works
 //!
-//! 1. **Once per file** (or socket connection), [`SysFlowDecoder::from_schema_json`] parses the
-//!    writer schema's JSON text (`serde_json`), resolves the branches of the `rec` union by
-//!    record name and builds one **decode plan** per branch: the writer's fields in writer
-//!    order, each with how to read it (its Avro type and the conversion the model needs) and
-//!    the model field it fills, or "skip" for a field the model does not know. Fields an older
-//!    layout lacks get the same defaults as `avro.rs`, and the earliest layout's
-//!    `sysflow.flow.ProcessFlow` (fields `args`, `ret`, no `endTs`) is decoded as a
-//!    [`ProcessEvent`](sf_processor::model::ProcessEvent), as `avro.rs` does: both follow the
-//!    same mapping tables, so both give the same records (the tests check it on every shared
-//!    trace).
+//! 1. **Once per file** (or socket connection), [`SysFlowDecoder::from_schema_json`] parses
+//!    the writer schema's JSON text (`schema.rs`, on `serde_json`) and resolves it against the
+//!    reader schema (`resources/schemas/sysflow-reader.avsc`: the current SysFlow schema with a
+//!    default for every field and aliases) by the Avro specification's rules (`resolve.rs`,
+//!    where the rules and our two departures from them are listed): it builds one **decode
+//!    plan** per branch of the `rec` union, the writer's fields in writer order, each with
+//!    how to read it and the reader field it fills, or "skip"; reader fields the writer lacks
+//!    get their defaults. A writer field that cannot be resolved is reported once
+//!    ([`SysFlowDecoder::unresolved`]).
 //!    A branch whose writer record is exactly a layout the collector writes today (every flow
 //!    and event since schema 2; header, container and process of schema 5) also gets a
 //!    straight-line decoder (`exact.rs`) that reads the fields in order into the struct with
@@ -20,235 +19,160 @@
 //! 2. **Per datum**, the decoder follows the plan over the bytes of one decompressed Avro block
 //!    (a `&[u8]` holding `count` datums, see [`SysFlowDecoder::decode_block`]): zigzag varints,
 //!    strings, bytes, fixed, arrays and maps in blocks (negative block counts included),
-//!    unions, enums. It sits on top of any container-framing code; [`FastReader`] is a minimal
-//!    one (header, blocks, deflate and null codecs) so it runs end to end.
+//!    unions, enums. The container framing is [`crate::container`]'s, and
+//!    [`crate::trace::TraceReader`] puts the two together.
 //!
 //! # Errors
 //!
 //! Every error says what and where: the record type, the field path (`procOID.createTS`,
-//! `services[0].portList[1].port`) and the byte offset in the block; [`FastError`] adds the
-//! file, the record's index and the block's offset in the file. Two kinds:
+//! `services[0].portList[1].port`) and the byte offset in the block ([`DatumError`]). Two
+//! kinds:
 //! - a **field problem** ([`DatumProblem::Field`], [`DatumProblem::UnknownBranch`]): the datum
-//!   is well-formed Avro that does not map onto the model (a `long` out of `int` range, an
-//!   unknown enum symbol, a required field missing from the writer's record). The datum is
-//!   skipped and decoding goes on with the next one;
+//!   is well-formed Avro that the reader schema cannot take (an enum symbol the reader has
+//!   not, a null where the reader has no null, a branch that is no SysFlow record). The datum
+//!   is skipped and decoding goes on with the next one;
 //! - **damaged data** (anything else: truncated, an impossible length, a bad union index,
 //!   invalid UTF-8...): the rest of the block cannot be found, so decoding of the block stops
 //!   ([`DatumError::ends_block`]).
 //!
 //! Nothing panics on any input, and nothing is allocated for a length or count larger than
 //! the bytes left in the block (array and map vectors grow with the items actually decoded).
-//!
-//! # Differences from `avro.rs` on bad input
-//!
-//! On well-formed input both give the same records and the same field errors. On damaged
-//! input they may stop at different places: this decoder does not check the UTF-8 or boolean
-//! bytes of fields it skips, reports bytes left after a block's last datum, and goes on after
-//! a block of zero datums (apache-avro stops there).
+//! This decoder does not check the UTF-8 or boolean bytes of fields it skips.
 //!
 //! # Example
 //!
-//! ```no_run
-//! use sf_reader::fast;
+//! ```
+//! use sf_reader::fast::SysFlowDecoder;
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! for record in fast::open("trace.sf".as_ref())? {
-//!     match record {
-//!         Ok(record) => println!("{}", record.kind()),
-//!         Err(e) => eprintln!("{e}"),
-//!     }
-//! }
+//! # fn main() -> Result<(), String> {
+//! let schema = include_str!("../../../resources/schemas/sysflow-v1000-2019-01.avsc");
+//! let decoder = SysFlowDecoder::from_schema_json(schema)?;
+//! // A process event of the January-2019 layout (branch 3): EXEC, ts 7, procOID (1, 2),
+//! // tid 2, no args, ret 0.
+//! let datum = [6, 2, 14, 2, 4, 4, 0, 0];
+//! let record = decoder.decode_datum(&datum, &mut 0).map_err(|e| e.to_string())?;
+//! assert_eq!(record.kind().name(), "ProcessEvent");
 //! # Ok(())
 //! # }
 //! ```
 
 mod decode;
 mod exact;
-mod file;
 mod plan;
+mod resolve;
 mod schema;
 
-use std::fmt;
 use std::sync::Arc;
 
 use sf_processor::model::Record;
 
-use crate::avro::{Branch, FieldProblem};
+use crate::branch::{Branch, BranchTable};
+use crate::error::{DatumError, DatumProblem, Unresolved};
 
-pub use file::{FastError, FastReader, MAX_BLOCK_BYTES, MAX_HEADER_BYTES, open};
+pub use resolve::READER_SCHEMA;
 
-/// What is wrong with a datum.
+/// Why a writer schema cannot be decoded: the schema itself is not a valid Avro schema, or
+/// it is not a SysFlow schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DatumProblem {
-    /// A field that does not map onto the model (wrong type, out of range, unknown symbol,
-    /// missing). The datum is skipped; the next one is decoded.
-    Field(FieldProblem),
-    /// The datum is of a union branch that is not a SysFlow record type this reader knows.
-    /// The datum is skipped; the next one is decoded.
-    UnknownBranch {
-        /// The union index.
-        index: u32,
-        /// The writer's name of the branch.
-        name: String,
-    },
-    /// A value runs past the end of the block.
-    Truncated {
-        /// Bytes (or, for an array or map block, items) the value needs.
-        needed: u64,
-        /// Bytes left in the block.
-        remaining: u64,
-    },
-    /// A varint longer than 10 bytes.
-    BadVarint,
-    /// A negative length of bytes or string.
-    NegativeLength(i64),
-    /// An `int` value that does not fit in 32 bits.
-    IntOutOfRange(i64),
-    /// A string that is not UTF-8.
-    InvalidUtf8,
-    /// A boolean byte other than 0 or 1.
-    BadBool(u8),
-    /// A union index out of range.
-    BadUnionIndex {
-        /// The index read.
-        index: i64,
-        /// Branches of the union.
-        branches: usize,
-    },
-    /// An enum index out of range.
-    BadEnumIndex {
-        /// The index read.
-        index: i64,
-        /// Symbols of the enum.
-        symbols: usize,
-    },
-    /// Values nested deeper than this (a recursive writer schema).
-    TooDeep(u32),
-    /// Bytes left in the block after its `count` datums.
-    TrailingBytes(u64),
+pub enum SchemaError {
+    /// Not JSON: the parser's message.
+    NotJson(String),
+    /// Not a valid Avro schema: what is wrong, with the JSON path of the problem.
+    Invalid(String),
+    /// A valid Avro schema that is not the record `sysflow.SysFlow` with a `rec` union, or
+    /// whose arrays hold items that take no bytes.
+    NotSysFlow(String),
 }
 
-impl fmt::Display for DatumProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatumProblem::Field(p) => p.fmt(f),
-            DatumProblem::UnknownBranch { index, name } => {
-                write!(
-                    f,
-                    "unknown record type {name} (branch {index} of the rec union)"
-                )
-            }
-            DatumProblem::Truncated { needed, remaining } => write!(
-                f,
-                "truncated: needs {needed} bytes, {remaining} left in the block"
-            ),
-            DatumProblem::BadVarint => f.write_str("varint longer than 10 bytes"),
-            DatumProblem::NegativeLength(n) => write!(f, "negative length {n}"),
-            DatumProblem::IntOutOfRange(v) => write!(f, "int value {v} out of 32-bit range"),
-            DatumProblem::InvalidUtf8 => f.write_str("string is not UTF-8"),
-            DatumProblem::BadBool(b) => write!(f, "boolean byte {b} (0 or 1 expected)"),
-            DatumProblem::BadUnionIndex { index, branches } => {
-                write!(f, "union index {index} out of range ({branches} branches)")
-            }
-            DatumProblem::BadEnumIndex { index, symbols } => {
-                write!(f, "enum index {index} out of range ({symbols} symbols)")
-            }
-            DatumProblem::TooDeep(depth) => {
-                write!(f, "values nested deeper than {depth} levels")
-            }
-            DatumProblem::TrailingBytes(n) => {
-                write!(f, "{n} bytes left in the block after its last datum")
-            }
+            SchemaError::NotJson(e) => write!(f, "the schema is not JSON: {e}"),
+            SchemaError::Invalid(e) | SchemaError::NotSysFlow(e) => f.write_str(e),
         }
     }
 }
 
-/// An error decoding one datum of a block: what, in which record type and field, where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatumError {
-    /// Byte offset in the block where the datum starts.
-    pub datum_offset: usize,
-    /// Byte offset in the block where the problem was found (the datum's start for a problem
-    /// found after its bytes were read, e.g. a missing field).
-    pub offset: usize,
-    /// The writer's record name of the datum's branch, without namespace (`FileFlow`), once
-    /// known.
-    pub record_type: Option<Arc<str>>,
-    /// The field, with its path inside nested records, arrays and maps
-    /// (`procOID.createTS`, `services[0].portList[1].port`); empty when not in a field.
-    pub field: String,
-    /// What is wrong.
-    pub problem: DatumProblem,
-}
-
-impl DatumError {
-    /// Whether the rest of the block cannot be decoded after this error (damaged data), as
-    /// opposed to a datum that was skipped (a field problem or unknown branch).
-    pub fn ends_block(&self) -> bool {
-        !matches!(
-            self.problem,
-            DatumProblem::Field(_) | DatumProblem::UnknownBranch { .. }
-        )
-    }
-}
-
-impl fmt::Display for DatumError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(t) = &self.record_type {
-            write!(f, "{t} ")?;
-        }
-        if !self.field.is_empty() {
-            write!(f, "field \"{}\" ", self.field)?;
-        }
-        write!(f, "at byte {} of the block", self.offset)?;
-        if self.offset != self.datum_offset {
-            write!(f, " (datum at byte {})", self.datum_offset)?;
-        }
-        write!(f, ": {}", self.problem)
-    }
-}
-
-impl std::error::Error for DatumError {}
-
-/// Decodes SysFlow datums of one writer schema. Build it once per file (or connection).
+/// Decodes SysFlow datums of one writer schema, resolved against the reader schema. Build it
+/// once per file (or connection).
 #[derive(Debug, Clone)]
 pub struct SysFlowDecoder {
     schema: schema::Schema,
     top: plan::TopPlan,
-    branches: Vec<Branch>,
+    branches: BranchTable,
     /// The branches' simple names, shared by errors.
     names: Vec<Arc<str>>,
+    unresolved: Vec<Unresolved>,
     /// Whether branches of a known layout use their straight-line decoder (`exact.rs`).
     exact: bool,
 }
 
 impl SysFlowDecoder {
-    /// Parses a writer schema (the JSON text of a trace header's `avro.schema`) and builds the
-    /// decode plans.
+    /// Parses a writer schema (the JSON text of a trace header's `avro.schema`) and resolves
+    /// it against the reader schema.
     ///
     /// # Errors
     /// A message saying why the text is not a SysFlow schema: not JSON, not a valid Avro
     /// schema (with the JSON path of the problem), or not the record `sysflow.SysFlow` with a
-    /// `rec` union.
+    /// `rec` union. [`SysFlowDecoder::parse`] tells the first two from the last.
     pub fn from_schema_json(json: &str) -> Result<Self, String> {
-        let schema = schema::Schema::parse(json)?;
-        let top = plan::top_plan(&schema)?;
+        Self::parse(json).map_err(|e| e.to_string())
+    }
+
+    /// [`SysFlowDecoder::from_schema_json`], with the kind of error.
+    ///
+    /// # Errors
+    /// [`SchemaError::NotJson`] or [`SchemaError::Invalid`] when `json` is no valid Avro
+    /// schema, [`SchemaError::NotSysFlow`] when it is another one than SysFlow's.
+    pub fn parse(json: &str) -> Result<Self, SchemaError> {
+        let json: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| SchemaError::NotJson(e.to_string()))?;
+        let schema = schema::Schema::from_json(&json).map_err(SchemaError::Invalid)?;
+        let resolution = resolve::resolve(&schema).map_err(SchemaError::NotSysFlow)?;
+        if let Some(path) = schema.zero_size_array() {
+            return Err(SchemaError::NotSysFlow(format!(
+                "arrays of items that take no bytes ({path}) are not SysFlow"
+            )));
+        }
+        let top = resolution.top;
         let branches: Vec<Branch> = top.branches.iter().map(|b| b.info.clone()).collect();
         let names = branches.iter().map(|b| b.simple_name().into()).collect();
         Ok(SysFlowDecoder {
             schema,
             top,
-            branches,
+            branches: BranchTable::new(branches),
             names,
+            unresolved: resolution.unresolved,
             exact: true,
         })
     }
 
     /// The branches of the writer's `rec` union, in union order, with the record type each
-    /// maps to (as `avro::BranchTable` gives them).
-    pub fn branches(&self) -> &[Branch] {
+    /// resolves to.
+    pub fn branches(&self) -> &BranchTable {
         &self.branches
+    }
+
+    /// The writer fields that cannot be resolved against the reader schema (the reader's
+    /// default takes their place in every record), in union and field order.
+    pub fn unresolved(&self) -> &[Unresolved] {
+        &self.unresolved
+    }
+
+    /// For each branch whose writer lacks reader fields: the writer's record name and those
+    /// reader fields, which get their defaults (older layouts: `ip`, `filename`, `entry`,
+    /// `cwd`, `env`, ...).
+    pub fn defaulted(&self) -> Vec<(String, Vec<&'static str>)> {
+        resolve::defaulted(&self.top)
+    }
+
+    /// Whether the datums of branch `index` are decoded by a straight-line decoder for a
+    /// layout the collector writes today (the fast path), rather than by their plan.
+    pub fn has_exact_layout(&self, index: u32) -> bool {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.top.branches.get(i))
+            .is_some_and(|b| b.layout.is_some())
     }
 
     /// Decodes the datum that starts at `*pos` in `block` and moves `*pos` past it.
@@ -378,24 +302,51 @@ impl Iterator for BlockRecords<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::Container;
+
+    const SCHEMA_V5: &str = include_str!("../../../resources/schemas/sysflow-v5.avsc");
 
     fn shared_traces() -> Vec<std::path::PathBuf> {
-        let dir = std::env::var_os("SF_SHARED_DIR")
-            .map_or_else(|| "/work/shared".into(), std::path::PathBuf::from)
-            .join("traces");
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .expect("the shared traces")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        paths.sort();
+        let shared = std::env::var_os("SF_SHARED_DIR")
+            .map_or_else(|| "/work/shared".into(), std::path::PathBuf::from);
+        let mut paths = Vec::new();
+        for dir in ["traces", "traces-2019"] {
+            let Ok(entries) = std::fs::read_dir(shared.join(dir)) else {
+                continue;
+            };
+            paths.extend(entries.map(|e| e.expect("entry").path()));
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        paths.dedup_by(|a, b| a.file_name() == b.file_name());
+        assert!(paths.len() >= 15, "the shared traces");
         paths
     }
 
-    fn decode_all(mut reader: FastReader<impl std::io::Read>, exact: bool) -> Vec<Record> {
-        reader.decoder.exact = exact;
-        reader
-            .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+    /// Every record of a trace, with or without the straight-line decoders; the number of
+    /// branches with a known layout.
+    fn decode_all(path: &std::path::Path, exact: bool) -> (Vec<Record>, usize) {
+        let file = std::fs::File::open(path).expect("open");
+        let mut container = Container::open(std::io::BufReader::new(file)).expect("header");
+        let json = container.header().get("avro.schema").expect("schema");
+        let mut decoder =
+            SysFlowDecoder::from_schema_json(std::str::from_utf8(&json.value).expect("UTF-8"))
+                .expect("decoder");
+        decoder.exact = exact;
+        let layouts = decoder
+            .top
+            .branches
+            .iter()
+            .filter(|b| b.layout.is_some())
+            .count();
+        let mut records = Vec::new();
+        let mut data = Vec::new();
+        while let Some(block) = container.next_block(&mut data) {
+            let block = block.expect("block");
+            for r in decoder.decode_block(&data, block.count) {
+                records.push(r.unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+            }
+        }
+        (records, layouts)
     }
 
     /// The straight-line decoders of `exact.rs` and the generic plans give the same records.
@@ -403,16 +354,9 @@ mod tests {
     fn exact_layouts_and_generic_plans_agree_on_every_shared_trace() {
         let mut exact_branches = 0;
         for path in shared_traces() {
-            let reader = open(&path).expect("open");
-            exact_branches += reader
-                .decoder
-                .top
-                .branches
-                .iter()
-                .filter(|b| b.layout.is_some())
-                .count();
-            let exact = decode_all(reader, true);
-            let generic = decode_all(open(&path).expect("open"), false);
+            let (exact, layouts) = decode_all(&path, true);
+            let (generic, _) = decode_all(&path, false);
+            exact_branches += layouts;
             assert!(!exact.is_empty());
             assert!(exact == generic, "{}", path.display());
         }
@@ -424,7 +368,7 @@ mod tests {
 
     #[test]
     fn exact_layouts_cover_the_schema_5_flows_and_events() {
-        let decoder = SysFlowDecoder::from_schema_json(crate::generate::SCHEMA_V5).expect("v5");
+        let decoder = SysFlowDecoder::from_schema_json(SCHEMA_V5).expect("v5");
         let exact: Vec<&str> = decoder
             .top
             .branches
@@ -451,7 +395,7 @@ mod tests {
 
     #[test]
     fn damaged_data_in_an_exact_layout_is_reported_with_its_field() {
-        let decoder = SysFlowDecoder::from_schema_json(crate::generate::SCHEMA_V5).expect("v5");
+        let decoder = SysFlowDecoder::from_schema_json(SCHEMA_V5).expect("v5");
         // A FileFlow (branch 6) cut in its fileOID.
         let mut block = vec![12u8, 2, 4, 6, 8, 10, 0, 12];
         block.extend_from_slice(&[7; 5]);

@@ -1,10 +1,15 @@
-//! A minimal Avro schema model, parsed from the writer schema's JSON text (`serde_json`).
+//! A minimal Avro schema model, parsed from a schema's JSON text (`serde_json`): a trace's
+//! writer schema, or our reader schema (`resources/schemas/sysflow-reader.avsc`).
 //!
-//! Only what decoding needs: the types, record field names and order, enum symbols, fixed
-//! sizes, and named-type references resolved by full name (Avro's namespace rules: a name with
-//! a dot is a full name, otherwise it takes the `namespace` attribute or the enclosing
-//! namespace). Attributes such as `default`, `doc`, `aliases`, `logicalType` are ignored:
+//! What resolution and decoding need: the types, record fields in order with their `aliases`
+//! and `default`, enum symbols and enum `default`, fixed sizes, the `aliases` of named types,
+//! and named-type references resolved by full name (Avro's namespace rules: a name with a dot
+//! is a full name, otherwise it takes the `namespace` attribute or the enclosing namespace;
+//! aliases of a named type are resolved the same way). `doc` and `logicalType` are ignored:
 //! SysFlow timestamps are raw `long`s whatever logical type an old writer declared.
+//!
+//! Names must be Avro names (`[A-Za-z_][A-Za-z0-9_]*`, dotted for full names), as the
+//! specification requires; a schema with another name is refused with its JSON path.
 
 use std::collections::HashMap;
 
@@ -34,28 +39,49 @@ pub(crate) enum Ty {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Def {
     Record(Vec<FieldDef>),
-    Enum(Vec<String>),
+    /// Symbols, and the enum's `default` symbol (used by a reader for a writer's symbol it
+    /// does not have).
+    Enum {
+        symbols: Vec<String>,
+        default: Option<String>,
+    },
     Fixed(usize),
 }
 
-/// A record field: name and type.
+/// A record field: name, aliases, type and default (its JSON value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldDef {
     pub(crate) name: String,
+    pub(crate) aliases: Vec<String>,
     pub(crate) ty: Ty,
+    pub(crate) default: Option<Json>,
 }
 
-/// A named type: full name and definition.
+/// A named type: full name, aliases (full names) and definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Named {
     pub(crate) fullname: String,
+    pub(crate) aliases: Vec<String>,
     pub(crate) def: Def,
+}
+
+/// The part of a full name after its last dot.
+pub(crate) fn simple(fullname: &str) -> &str {
+    fullname.rsplit('.').next().unwrap_or(fullname)
 }
 
 impl Named {
     /// The name without its namespace.
     pub(crate) fn simple_name(&self) -> &str {
-        self.fullname.rsplit('.').next().unwrap_or(&self.fullname)
+        simple(&self.fullname)
+    }
+
+    /// Whether a writer's named type called `writer` (a full name) is this reader type by
+    /// the specification's rule: the same unqualified name, or one of this type's aliases
+    /// (compared unqualified too, as names are).
+    pub(crate) fn answers_to(&self, writer: &str) -> bool {
+        let w = simple(writer);
+        self.simple_name() == w || self.aliases.iter().any(|a| a == writer || simple(a) == w)
     }
 }
 
@@ -72,11 +98,16 @@ impl Schema {
     pub(crate) fn parse(text: &str) -> Result<Schema, String> {
         let json: Json =
             serde_json::from_str(text).map_err(|e| format!("the schema is not JSON: {e}"))?;
+        Schema::from_json(&json)
+    }
+
+    /// [`Schema::parse`] of JSON already parsed.
+    pub(crate) fn from_json(json: &Json) -> Result<Schema, String> {
         let mut parser = Parser {
             named: Vec::new(),
             by_name: HashMap::new(),
         };
-        let mut root = parser.ty(&json, None, "")?;
+        let mut root = parser.ty(json, None, "")?;
         let Parser { mut named, by_name } = parser;
         resolve(&mut root, &by_name)?;
         for n in &mut named {
@@ -95,6 +126,61 @@ impl Schema {
         self.named.get(index)
     }
 
+    /// The path (field names, dotted) of an array whose items may take no byte at all
+    /// (`null`, an empty record, `fixed(0)`): a few bytes of such data could stand for
+    /// millions of values, so a trace with such a schema is refused.
+    pub(crate) fn zero_size_array(&self) -> Option<String> {
+        let mut path = Vec::new();
+        self.find_zero_size_array(&self.root, &mut path, 0)
+    }
+
+    fn find_zero_size_array(&self, ty: &Ty, path: &mut Vec<String>, depth: u32) -> Option<String> {
+        if depth > 64 {
+            return None;
+        }
+        match ty {
+            Ty::Array(items) => {
+                if self.min_size(items, 0) == 0 {
+                    return Some(path.join("."));
+                }
+                self.find_zero_size_array(items, path, depth + 1)
+            }
+            Ty::Map(values) => self.find_zero_size_array(values, path, depth + 1),
+            Ty::Union(arms) => arms
+                .iter()
+                .find_map(|arm| self.find_zero_size_array(arm, path, depth + 1)),
+            Ty::Named(i) => match self.get(*i).map(|n| &n.def) {
+                Some(Def::Record(fields)) => fields.iter().find_map(|field| {
+                    path.push(field.name.clone());
+                    let found = self.find_zero_size_array(&field.ty, path, depth + 1);
+                    path.pop();
+                    found
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The fewest bytes a value of `ty` takes (records followed to a small depth).
+    fn min_size(&self, ty: &Ty, depth: u32) -> u64 {
+        if depth > 64 {
+            return 1;
+        }
+        match ty {
+            Ty::Null => 0,
+            Ty::Named(i) => match self.get(*i).map(|n| &n.def) {
+                Some(Def::Record(fields)) => fields
+                    .iter()
+                    .map(|f| self.min_size(&f.ty, depth + 1))
+                    .fold(0, u64::saturating_add),
+                Some(Def::Fixed(size)) => *size as u64,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+
     /// A short description of a type, for messages: `long`, `record sysflow.type.OID`,
     /// `fixed(20)`, `array`, ...
     pub(crate) fn describe(&self, ty: &Ty) -> String {
@@ -111,10 +197,12 @@ impl Schema {
                 Some(Named {
                     fullname,
                     def: Def::Record(_),
+                    ..
                 }) => format!("record {fullname}"),
                 Some(Named {
                     fullname,
-                    def: Def::Enum(_),
+                    def: Def::Enum { .. },
+                    ..
                 }) => format!("enum {fullname}"),
                 Some(Named {
                     def: Def::Fixed(size),
@@ -153,7 +241,7 @@ impl Parser {
     /// Parses a type at JSON path `path`, with `namespace` the enclosing namespace.
     fn ty(&mut self, json: &Json, namespace: Option<&str>, path: &str) -> Result<Ty, String> {
         match json {
-            Json::String(name) => Ok(primitive(name).unwrap_or_else(|| reference(name, namespace))),
+            Json::String(name) => self.named_ref(name, namespace, path),
             Json::Array(items) => {
                 let mut arms = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
@@ -162,13 +250,7 @@ impl Parser {
                 Ok(Ty::Union(arms))
             }
             Json::Object(obj) => {
-                let at = |what: &str| {
-                    if path.is_empty() {
-                        what.to_owned()
-                    } else {
-                        format!("{path}: {what}")
-                    }
-                };
+                let at = |what: &str| at(path, what);
                 let Some(kind) = obj.get("type") else {
                     return Err(at("a type object without \"type\""));
                 };
@@ -180,7 +262,7 @@ impl Parser {
                 match kind {
                     "record" | "error" => self.record(obj, namespace, path),
                     "enum" => {
-                        let (fullname, _) = self.name(obj, namespace, path)?;
+                        let (fullname, ns) = self.name(obj, namespace, path)?;
                         let symbols = obj
                             .get("symbols")
                             .and_then(Json::as_array)
@@ -193,10 +275,26 @@ impl Parser {
                             .ok_or_else(|| {
                                 at(&format!("enum {fullname}: a symbol is not a string"))
                             })?;
-                        self.define(fullname, Def::Enum(symbols), path)
+                        if let Some(bad) = symbols.iter().find(|s| !identifier(s)) {
+                            return Err(at(&format!(
+                                "enum {fullname}: invalid symbol \"{}\"",
+                                bad.escape_debug()
+                            )));
+                        }
+                        let default = match obj.get("default") {
+                            None => None,
+                            Some(Json::String(d)) if symbols.contains(d) => Some(d.clone()),
+                            Some(other) => {
+                                return Err(at(&format!(
+                                    "enum {fullname}: default {other} is not one of its symbols"
+                                )));
+                            }
+                        };
+                        let aliases = aliases(obj, ns.as_deref(), path)?;
+                        self.define(fullname, aliases, Def::Enum { symbols, default }, path)
                     }
                     "fixed" => {
-                        let (fullname, _) = self.name(obj, namespace, path)?;
+                        let (fullname, ns) = self.name(obj, namespace, path)?;
                         let size = obj
                             .get("size")
                             .and_then(Json::as_u64)
@@ -204,7 +302,8 @@ impl Parser {
                             .ok_or_else(|| {
                                 at(&format!("fixed {fullname} has no valid \"size\""))
                             })?;
-                        self.define(fullname, Def::Fixed(size), path)
+                        let aliases = aliases(obj, ns.as_deref(), path)?;
+                        self.define(fullname, aliases, Def::Fixed(size), path)
                     }
                     "array" => {
                         let items = obj
@@ -227,18 +326,25 @@ impl Parser {
                         )?)))
                     }
                     // A primitive with attributes (logicalType ...), or a reference.
-                    other => Ok(primitive(other).unwrap_or_else(|| reference(other, namespace))),
+                    other => self.named_ref(other, namespace, path),
                 }
             }
-            other => Err(format!(
-                "{}not a type: {other}",
-                if path.is_empty() {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                }
-            )),
+            other => Err(at(path, &format!("not a type: {other}"))),
         }
+    }
+
+    /// A primitive type name, or a reference to a named type.
+    fn named_ref(&self, name: &str, namespace: Option<&str>, path: &str) -> Result<Ty, String> {
+        if let Some(ty) = primitive(name) {
+            return Ok(ty);
+        }
+        if !fullname_ok(name) {
+            return Err(at(
+                path,
+                &format!("invalid type name \"{}\"", name.escape_debug()),
+            ));
+        }
+        Ok(reference(name, namespace))
     }
 
     /// The full name of a named type and the namespace its children inherit.
@@ -251,10 +357,22 @@ impl Parser {
         let Some(name) = obj.get("name").and_then(Json::as_str) else {
             return Err(format!("{path}: a named type without a \"name\""));
         };
+        if !fullname_ok(name) {
+            return Err(at(
+                path,
+                &format!("invalid name \"{}\"", name.escape_debug()),
+            ));
+        }
         if let Some((ns, _)) = name.rsplit_once('.') {
             return Ok((name.to_owned(), Some(ns.to_owned())));
         }
         let ns = match obj.get("namespace") {
+            Some(Json::String(ns)) if !ns.is_empty() && !fullname_ok(ns) => {
+                return Err(at(
+                    path,
+                    &format!("invalid namespace \"{}\"", ns.escape_debug()),
+                ));
+            }
             Some(Json::String(ns)) => Some(ns.as_str()),
             Some(Json::Null) => None,
             _ => namespace,
@@ -266,12 +384,19 @@ impl Parser {
         })
     }
 
-    fn define(&mut self, fullname: String, def: Def, path: &str) -> Result<Ty, String> {
+    fn define(
+        &mut self,
+        fullname: String,
+        aliases: Vec<String>,
+        def: Def,
+        path: &str,
+    ) -> Result<Ty, String> {
         if self.by_name.contains_key(&fullname) {
             return Err(format!("{path}: the name {fullname} is defined twice"));
         }
         self.named.push(Named {
             fullname: fullname.clone(),
+            aliases,
             def,
         });
         let index = self.named.len() - 1;
@@ -286,27 +411,53 @@ impl Parser {
         path: &str,
     ) -> Result<Ty, String> {
         let (fullname, inner_ns) = self.name(obj, namespace, path)?;
+        let type_aliases = aliases(obj, inner_ns.as_deref(), path)?;
         // Defined before its fields are parsed, so a field may refer to it.
-        let ty = self.define(fullname.clone(), Def::Record(Vec::new()), path)?;
+        let ty = self.define(
+            fullname.clone(),
+            type_aliases,
+            Def::Record(Vec::new()),
+            path,
+        )?;
         let Ty::Named(index) = ty else {
             return Err(format!("{path}: internal error defining {fullname}"));
         };
         let Some(fields_json) = obj.get("fields").and_then(Json::as_array) else {
             return Err(format!("{path}: record {fullname} has no \"fields\" array"));
         };
-        let mut fields = Vec::with_capacity(fields_json.len());
+        let mut fields: Vec<FieldDef> = Vec::with_capacity(fields_json.len());
         for (i, field) in fields_json.iter().enumerate() {
             let here = format!("{path}.fields[{i}]");
             let Some(name) = field.get("name").and_then(Json::as_str) else {
                 return Err(format!("{here}: a field of {fullname} without a \"name\""));
             };
+            if !identifier(name) {
+                return Err(format!(
+                    "{here}: invalid field name \"{}\"",
+                    name.escape_debug()
+                ));
+            }
+            if fields.iter().any(|f| f.name == name) {
+                return Err(format!("{here}: field {fullname}.{name} is defined twice"));
+            }
             let Some(ty) = field.get("type") else {
                 return Err(format!("{here}: field {fullname}.{name} has no \"type\""));
             };
             let ty = self.ty(ty, inner_ns.as_deref(), &format!("{here}.type"))?;
+            let field_aliases = match field.get("aliases") {
+                None => Vec::new(),
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .map(|a| a.as_str().filter(|a| identifier(a)).map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("{here}: invalid \"aliases\" of field {name}"))?,
+                Some(_) => return Err(format!("{here}: \"aliases\" is not an array")),
+            };
             fields.push(FieldDef {
                 name: name.to_owned(),
+                aliases: field_aliases,
                 ty,
+                default: field.get("default").cloned(),
             });
         }
         if let Some(named) = self.named.get_mut(index) {
@@ -314,6 +465,54 @@ impl Parser {
         }
         Ok(ty)
     }
+}
+
+/// `what`, prefixed by the JSON path when there is one.
+fn at(path: &str, what: &str) -> String {
+    if path.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{path}: {what}")
+    }
+}
+
+/// An Avro name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A full name: dotted Avro names.
+fn fullname_ok(s: &str) -> bool {
+    s.split('.').all(identifier)
+}
+
+/// The `aliases` of a named type, as full names (a simple alias takes the type's namespace).
+fn aliases(
+    obj: &serde_json::Map<String, Json>,
+    namespace: Option<&str>,
+    path: &str,
+) -> Result<Vec<String>, String> {
+    let Some(value) = obj.get("aliases") else {
+        return Ok(Vec::new());
+    };
+    let Some(items) = value.as_array() else {
+        return Err(at(path, "\"aliases\" is not an array"));
+    };
+    items
+        .iter()
+        .map(|a| match a.as_str() {
+            Some(a) if fullname_ok(a) && a.contains('.') => Ok(a.to_owned()),
+            Some(a) if fullname_ok(a) => Ok(match namespace {
+                Some(ns) => format!("{ns}.{a}"),
+                None => a.to_owned(),
+            }),
+            _ => Err(at(path, &format!("invalid alias {a}"))),
+        })
+        .collect()
 }
 
 /// A reference to a named type: a dotted name is a full name; a simple name is looked up in

@@ -1,5 +1,5 @@
 //! `sf-gen`: writes a synthetic but realistic SysFlow trace (schema 5) for tests and
-//! benchmarks. See `sf_reader::generate` for what the trace holds.
+//! benchmarks. See the `sf_gen` library for what the trace holds.
 //!
 //! Prints the per-type counts to standard error; `--counts FILE` also writes them as JSON
 //! (`{"records": N, "by_type": {"FileFlow": n, ...}}`).
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use sf_reader::generate::{GenCodec, GenConfig, write_trace};
+use sf_gen::{GenCodec, GenConfig, write_trace};
 
 /// Writes a synthetic SysFlow trace of N records (schema 5).
 #[derive(Debug, Parser)]

@@ -1,20 +1,23 @@
-//! `sf-gen` and `sf_reader::generate`: generated traces read back with the apache-avro based
-//! reader (`sf_reader::avro`) give exactly the generated records, the counts the generator
-//! reported, and flows and events that only refer to entities written before them.
+//! `sf-gen` and its library: generated traces read back with apache-avro (`sf_oracle`) and
+//! with the reader (`sf_reader::trace`) give exactly the generated records, the counts the
+//! generator reported, and flows and events that only refer to entities written before them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
+use sf_gen::{GenCodec, GenConfig, Generator, write_trace};
 use sf_processor::model::{Foid, Oid, Record, RecordKind};
-use sf_reader::avro;
-use sf_reader::generate::{GenCodec, GenConfig, Generator, write_trace};
 
+/// The records of a generated trace, as apache-avro reads them; the reader reads the same.
 fn read_back(path: &Path) -> Vec<Record> {
-    let reader = avro::open(path).unwrap_or_else(|e| panic!("{e}"));
-    reader
+    let records = sf_oracle::read(path).unwrap_or_else(|e| panic!("{e}"));
+    let ours: Vec<Record> = sf_reader::trace::open(path)
+        .unwrap_or_else(|e| panic!("{e}"))
         .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+        .collect();
+    assert!(ours == records, "the reader and apache-avro differ");
+    records
 }
 
 fn counts_of(records: &[Record]) -> BTreeMap<String, u64> {
@@ -88,7 +91,7 @@ fn check(config: &GenConfig) {
     let counts = write_trace(config, std::fs::File::create(&path).expect("create")).expect("write");
     assert_eq!(counts.total(), config.records);
 
-    let reader = avro::open(&path).expect("open");
+    let reader = sf_reader::trace::open(&path).expect("open");
     assert_eq!(reader.file().codec(), config.codec.name());
     let records = read_back(&path);
     let expected: Vec<Record> = Generator::new(config).collect();

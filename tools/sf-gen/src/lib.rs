@@ -1,4 +1,5 @@
-//! Synthetic but realistic SysFlow traces (schema 5), for tests and benchmarks.
+//! `sf-gen`: synthetic but realistic SysFlow traces (schema 5), for tests and benchmarks, with
+//! its own Avro writer (the datums are checked against apache-avro's encoding in the tests).
 //!
 //! [`Generator`] simulates a host running a few containers: it yields a stream of
 //! [`Record`]s that a SysFlow collector could have written, and [`write_trace`] writes them as
@@ -38,6 +39,8 @@
 //!
 //! The stream is a pure function of the [`GenConfig`]: the same seed gives the same bytes.
 
+#![deny(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 
@@ -51,7 +54,7 @@ use sf_processor::model::{
 
 /// The SysFlow schema-5 writer schema, exactly as the collector writes it in a trace's header
 /// (`resources/schemas/sysflow-v5.avsc`).
-pub const SCHEMA_V5: &str = include_str!("../../resources/schemas/sysflow-v5.avsc");
+pub const SCHEMA_V5: &str = include_str!("../../../resources/schemas/sysflow-v5.avsc");
 
 /// Uncompressed size at which a data block is closed, as the collector does (~80 KB).
 pub const BLOCK_SIZE: usize = 80_000;

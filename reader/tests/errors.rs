@@ -1,7 +1,7 @@
-//! Bad input and generated traces: every record type (the shared traces have no NetworkEvent,
-//! ProcessFlow or rename FileEvent), schema variants (missing fields, wrong types, unknown
-//! branches), damaged files (empty, wrong magic, truncated, corrupt) and random damage: a clear
-//! error, no panic, and the records before the damage delivered.
+//! Bad input and hand-made traces: every record type (the shared traces have no NetworkEvent,
+//! ProcessFlow or rename FileEvent), schema variants (missing fields, unknown branches and
+//! symbols, non-SysFlow schemas), damaged files (empty, wrong magic, truncated, corrupt): a
+//! clear error, no panic, and the records before the damage delivered.
 //!
 //! The shared traces live in `/work/shared` (override with `SF_SHARED_DIR`).
 
@@ -16,7 +16,9 @@ use sf_processor::model::{
     NetworkEvent, NetworkFlow, ObjectState, Oid, Pod, Port, Process, ProcessEvent, ProcessFlow,
     Record, RecordKind, Service, SfHeader,
 };
-use sf_reader::avro::{self, BranchTable, DecodeError, FieldProblem, TraceReader};
+use sf_reader::branch::BranchTable;
+use sf_reader::error::DecodeError;
+use sf_reader::trace::{self, TraceReader};
 
 fn shared_dir() -> PathBuf {
     std::env::var_os("SF_SHARED_DIR").map_or_else(|| PathBuf::from("/work/shared"), PathBuf::from)
@@ -54,7 +56,7 @@ fn write_file(bytes: &[u8]) -> tempfile::NamedTempFile {
 #[test]
 fn empty_file_is_an_error_naming_it() {
     let file = write_file(b"");
-    let err = avro::open(file.path()).expect_err("empty");
+    let err = trace::open(file.path()).expect_err("empty");
     assert!(matches!(err, DecodeError::Empty { .. }), "{err:?}");
     let path = file.path().display().to_string();
     assert_eq!(
@@ -113,7 +115,7 @@ fn truncated_file_returns_the_records_of_complete_blocks_then_one_error() {
     let bytes = trace_bytes(name);
     // Blocks start at 6130 (1091 records), 33670 (1281), 59889 (1306), ...
     let file = write_file(&bytes[..70_000]);
-    let mut reader = avro::open(file.path()).expect("header intact");
+    let mut reader = trace::open(file.path()).expect("header intact");
     let mut records = Vec::new();
     let err = loop {
         match reader.next().expect("an error before the end") {
@@ -197,7 +199,7 @@ fn damaged_deflate_data_costs_the_rest_of_its_block_only() {
     assert_eq!(
         errors,
         [
-            "k8s_small.sf: record 2586 (block at byte 59889): undecodable datum at byte 12877 of the block's data: Union index 2906 out of bounds: 12; 1092 records of the block skipped"
+            "k8s_small.sf: record 2586 (block at byte 59889): undecodable datum at byte 12877 of the block's data: union index 2906 out of range (12 branches); 1092 records of the block skipped"
         ]
     );
     let records: Vec<&Record> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
@@ -219,7 +221,7 @@ fn damaged_deflate_data_costs_the_rest_of_its_block_only() {
 fn v5_schema_json() -> Json {
     let bytes = trace_bytes("filesat-v5.sf");
     let reader = TraceReader::new(Cursor::new(bytes), "filesat-v5.sf".into()).expect("open");
-    serde_json::to_value(reader.file().writer_schema()).expect("schema as JSON")
+    serde_json::from_str(reader.file().schema_json()).expect("schema as JSON")
 }
 
 /// The record definition named `name` among the branches of the `rec` union.
@@ -673,8 +675,18 @@ fn every_record_type(table: &BranchTable) -> Vec<(Value, Record)> {
     ]
 }
 
+/// The branch table the reader makes of a writer schema (from a trace of no datum).
+fn table_of(schema: &Json) -> BranchTable {
+    let bytes = write_trace(schema, &[]);
+    TraceReader::new(Cursor::new(bytes), "t".into())
+        .expect("a SysFlow schema")
+        .file()
+        .branches()
+        .clone()
+}
+
 fn v5_table() -> BranchTable {
-    BranchTable::from_schema(&Schema::parse(&v5_schema_json()).expect("schema")).expect("sysflow")
+    table_of(&v5_schema_json())
 }
 
 #[test]
@@ -691,101 +703,11 @@ fn generated_trace_with_every_record_type_round_trips() {
     let data: Vec<Value> = cases.iter().map(|(v, _)| v.clone()).collect();
     let bytes = write_trace(&v5_schema_json(), &data);
     let file = write_file(&bytes);
-    let reader = avro::open(file.path()).expect("open");
+    let reader = trace::open(file.path()).expect("open");
     assert_eq!(reader.file().codec(), "deflate");
     let decoded: Vec<Record> = reader.map(|r| r.expect("record")).collect();
     let expected: Vec<Record> = cases.into_iter().map(|(_, r)| r).collect();
     assert_eq!(decoded, expected);
-}
-
-#[test]
-fn record_from_value_converts_one_datum() {
-    let table = v5_table();
-    for (index, (value, expected)) in every_record_type(&table).into_iter().enumerate() {
-        let record = avro::record_from_value(value, &table, "socket", index as u64).expect("ok");
-        assert_eq!(record, expected);
-    }
-    let err = avro::record_from_value(Value::Int(3), &table, "/run/sf.sock", 41).expect_err("bad");
-    assert_eq!(
-        err.to_string(),
-        "/run/sf.sock: record 41: not a sysflow.SysFlow datum: expected a record, found int"
-    );
-    assert!(!err.ends_stream());
-    let err = avro::record_from_value(
-        Value::Record(vec![(
-            "rec".into(),
-            Value::Union(99, Box::new(Value::Null)),
-        )]),
-        &table,
-        "s",
-        0,
-    )
-    .expect_err("bad index");
-    assert!(
-        err.to_string()
-            .contains("union index 99 out of range (12 branches"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_field_of_the_wrong_type_names_file_record_type_and_field_and_decoding_goes_on() {
-    let mut schema = v5_schema_json();
-    let flow = branch_json(&mut schema, "FileFlow");
-    let fields = flow["fields"].as_array_mut().expect("fields");
-    let field = fields
-        .iter_mut()
-        .find(|f| f["name"] == "fileOID")
-        .expect("fileOID");
-    field["type"] = json!("string");
-    let cases = every_record_type(&v5_table());
-    let (mut bad_flow, _) = cases
-        .iter()
-        .find(|(_, r)| r.kind() == RecordKind::FileFlow)
-        .cloned()
-        .expect("ff");
-    if let Value::Record(top) = &mut bad_flow
-        && let Some((_, Value::Union(_, inner))) = top.first_mut()
-        && let Value::Record(fields) = inner.as_mut()
-    {
-        for (name, value) in fields.iter_mut() {
-            if name == "fileOID" {
-                *value = v_str("not a foid");
-            }
-        }
-    }
-    let (header_value, header) = cases[0].clone();
-    let bytes = write_trace(&schema, &[header_value, bad_flow, cases[3].0.clone()]);
-    let items = decode_bytes(&bytes, "k8s.sf").expect("open");
-    assert_eq!(items.len(), 3);
-    assert_eq!(items[0].as_ref().expect("header"), &header);
-    let err = items[1].as_ref().expect_err("bad fileOID");
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "k8s.sf: record 1 (FileFlow, block at byte {}): field \"fileOID\": expected fixed(20), found string",
-            header_len(&bytes)
-        )
-    );
-    assert!(!err.ends_stream());
-    let DecodeError::Field {
-        record_type,
-        field,
-        problem,
-        ..
-    } = err
-    else {
-        panic!("{err:?}")
-    };
-    assert_eq!((&**record_type, &**field), ("FileFlow", "fileOID"));
-    assert_eq!(
-        problem,
-        &FieldProblem::WrongType {
-            expected: "fixed(20)",
-            found: "string".into()
-        }
-    );
-    assert_eq!(items[2].as_ref().expect("the next record"), &cases[3].1);
 }
 
 /// `datum` without the named fields in its `rec` record.
@@ -799,23 +721,15 @@ fn without_fields(mut datum: Value, names: &[&str]) -> Value {
     datum
 }
 
-fn header_len(bytes: &[u8]) -> u64 {
-    TraceReader::new(Cursor::new(bytes), "x".into())
-        .expect("open")
-        .file()
-        .header_len()
-}
-
 #[test]
-fn missing_fields_get_defaults_or_a_clear_error() {
+fn missing_fields_get_the_reader_defaults() {
     let mut schema = v5_schema_json();
-    // An older Process: no entry, cwd, env.
+    // An older Process: no entry, cwd, env; a NetworkEvent without tid.
     let process = branch_json(&mut schema, "Process");
     process["fields"]
         .as_array_mut()
         .expect("fields")
         .retain(|f| !["entry", "cwd", "env"].contains(&f["name"].as_str().unwrap_or_default()));
-    // A broken NetworkEvent: no tid.
     let event = branch_json(&mut schema, "NetworkEvent");
     event["fields"]
         .as_array_mut()
@@ -824,59 +738,55 @@ fn missing_fields_get_defaults_or_a_clear_error() {
 
     let table = v5_table();
     let cases = every_record_type(&table);
-    let process_case = cases
-        .iter()
-        .find(|(_, r)| r.kind() == RecordKind::Process)
-        .cloned()
-        .expect("p");
-    let event_case = cases
-        .iter()
-        .find(|(_, r)| r.kind() == RecordKind::NetworkEvent)
-        .cloned()
-        .expect("ne");
+    let case = |kind| {
+        cases
+            .iter()
+            .find(|(_, r)| r.kind() == kind)
+            .cloned()
+            .expect("a case")
+    };
+    let (process_value, process) = case(RecordKind::Process);
+    let (event_value, event) = case(RecordKind::NetworkEvent);
     let bytes = write_trace(
         &schema,
         &[
-            without_fields(process_case.0, &["entry", "cwd", "env"]),
-            without_fields(event_case.0, &["tid"]),
+            without_fields(process_value, &["entry", "cwd", "env"]),
+            without_fields(event_value, &["tid"]),
         ],
     );
-    let items = decode_bytes(&bytes, "old.sf").expect("open");
-    let Ok(Record::Process(p)) = &items[0] else {
-        panic!("{:?}", items[0])
-    };
-    let Record::Process(expected) = process_case.1 else {
+    let reader = TraceReader::new(Cursor::new(&bytes), "old.sf".into()).expect("open");
+    let defaulted = reader.decoder().defaulted();
+    assert!(
+        defaulted.contains(&(
+            "sysflow.entity.Process".to_owned(),
+            vec!["entry", "cwd", "env"]
+        )),
+        "{defaulted:?}"
+    );
+    assert!(
+        defaulted.contains(&("sysflow.event.NetworkEvent".to_owned(), vec!["tid"])),
+        "{defaulted:?}"
+    );
+    let items: Vec<Record> = reader.map(|r| r.expect("record")).collect();
+    let (Record::Process(expected), Record::NetworkEvent(expected_event)) = (process, event) else {
         unreachable!()
     };
+    assert_ne!(expected.cwd, "");
+    assert_ne!(expected_event.tid, 0);
     assert_eq!(
-        p,
-        &Process {
-            entry: false,
-            cwd: String::new(),
-            env: vec![],
-            ..expected
-        }
-    );
-    let err = items[1].as_ref().expect_err("no tid");
-    assert!(
-        err.to_string()
-            .starts_with("old.sf: record 1 (NetworkEvent, block at byte "),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .ends_with(": field \"tid\": missing from the writer's record"),
-        "{err}"
-    );
-    assert!(
-        matches!(
-            err,
-            DecodeError::Field {
-                problem: FieldProblem::Missing,
-                ..
-            }
-        ),
-        "{err:?}"
+        items,
+        [
+            Record::Process(Process {
+                entry: false,
+                cwd: String::new(),
+                env: vec![],
+                ..expected
+            }),
+            Record::NetworkEvent(NetworkEvent {
+                tid: 0,
+                ..expected_event
+            })
+        ]
     );
 }
 
@@ -890,7 +800,7 @@ fn an_unknown_union_branch_is_reported_by_name_and_skipped() {
             "type": "record", "name": "Gizmo", "namespace": "sysflow.entity",
             "fields": [{"name": "x", "type": "int"}]
         }));
-    let table = BranchTable::from_schema(&Schema::parse(&schema).expect("schema")).expect("table");
+    let table = table_of(&schema);
     let gizmo = table.branches().last().expect("branch").clone();
     assert_eq!(
         (gizmo.name.as_str(), gizmo.kind),
@@ -937,7 +847,7 @@ fn unknown_enum_symbol_is_a_field_error() {
                 .push(json!("CT_PODMAN"));
         }
     }
-    let table = BranchTable::from_schema(&Schema::parse(&schema).expect("schema")).expect("table");
+    let table = table_of(&schema);
     let bytes = write_trace(
         &schema,
         &[datum(
@@ -1032,7 +942,7 @@ fn union_branches_given_by_name_reference_are_resolved() {
             {"name": "rec", "type": ["sysflow.flow.ProcessFlow", "sysflow.type.OID"]}
         ]
     });
-    let table = BranchTable::from_schema(&Schema::parse(&schema).expect("schema")).expect("table");
+    let table = table_of(&schema);
     let kinds: Vec<_> = table
         .branches()
         .iter()
