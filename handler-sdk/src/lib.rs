@@ -49,7 +49,9 @@
 //!   a signal.
 //! - **Delivery.** Records are acknowledged only after [`Handler::commit`] made their output
 //!   durable, so a restarted process redoes what was not (at-least-once, duplicates bounded
-//!   by one batch, never a gap); a stateful handler's [`Handler::snapshot`] is kept by the
+//!   by one batch, never a gap; a commit that fails is retried with backoff, and one that
+//!   says its destination is down, [`DestinationDown`], is waited for at the end of the
+//!   input too); a stateful handler's [`Handler::snapshot`] is kept by the
 //!   launcher and given back to a restarted process ([`Handler::restore`], helpers in
 //!   [`snapshot`]), so its results are those of a process never killed.
 //!
