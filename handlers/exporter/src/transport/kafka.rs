@@ -113,8 +113,10 @@ impl KafkaTransport {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Produces one message, waiting while librdkafka's queue is full.
+    /// Produces one message, waiting while librdkafka's queue is full, for 2 s at most (the
+    /// cluster is not taking messages: the caller tries again later).
     fn produce(&self, key: Option<&[u8]>, value: &[u8]) -> Result<(), TransportError> {
+        let until = std::time::Instant::now() + FLUSH_TIMEOUT;
         loop {
             let mut record = BaseRecord::to(&self.topic).payload(value);
             if let Some(k) = key {
@@ -126,6 +128,13 @@ impl KafkaTransport {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if std::time::Instant::now() >= until {
+                        return Err(TransportError(format!(
+                            "{}: librdkafka's queue is full ({} messages wait for the cluster)",
+                            self.describe(),
+                            self.producer.in_flight_count()
+                        )));
+                    }
                     self.producer.poll(Duration::from_millis(100));
                 }
                 Err((e, _)) => {
@@ -169,9 +178,18 @@ impl Transport for KafkaTransport {
         };
         let why = why.clone();
         let n = failed.len();
-        // Produce them again now; the caller retries the commit, which waits for them.
-        for (key, value, _) in &failed {
-            self.produce(key.as_deref(), value)?;
+        // Produce them again now; the caller retries the commit, which waits for them. Those
+        // that cannot be produced yet stay in the list for the next commit.
+        for (i, (key, value, _)) in failed.iter().enumerate() {
+            if let Err(e) = self.produce(key.as_deref(), value) {
+                self.producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(failed[i..].iter().cloned());
+                return Err(e);
+            }
         }
         Err(TransportError(format!(
             "{}: {n} messages not acknowledged ({why}); produced again",
