@@ -7,8 +7,9 @@
 # (`NAME: N commits (F failed), S snapshots (B bytes), X ms of CPU in commits`); the pipeline's
 # CPU is utime + stime of sf-launch and every process it ran (GNU time, which counts the
 # children sf-launch waited for). Pipelines on a generated trace of COMMIT_RECORDS records
-# (default 1,000,000): `json` (to /dev/null, so that its writes cost nothing and the share
-# of the commits is the largest it can be) and `stats` (its counts are snapshotted).
+# (default 1,000,000): `json` (the exporter under the json handler's name, to /dev/null, so
+# that its writes cost nothing and the share of the commits is the largest it can be) and
+# `stats` (its counts are snapshotted).
 
 COMMIT_RECORDS=${COMMIT_RECORDS:-1000000}
 echo "== building sf-launch, sf-reader, sf-gen and the handlers (release)" >&2

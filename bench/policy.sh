@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Policy engine benchmark: records/s through reader -> sf-handler-policy (alert mode) -> json
-# handler to /dev/null, and CPU seconds of the policy process per record, for the reference's
+# Policy engine benchmark: records/s through reader -> sf-handler-policy (alert mode) ->
+# exporter (json) to /dev/null, and CPU seconds of the policy process per record, for the reference's
 # `distribution` and `runtimeintegrity` sets (../shared/reference/policies) on two inputs:
 #   mon:   120 trace files, 40 copies of each of the three mon traces (1,984,800 records; the
 #          input the reference was measured on: 20,000 records/s with distribution)
@@ -15,7 +15,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "== building (release)" >&2
-timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-gen -p sf-handler-policy -p sf-handler-json --bins
+timeout 1800 cargo build --release --quiet -p sf-launch -p sf-reader -p sf-gen -p sf-handler-policy -p sf-handler-exporter --bins
 launch=$TARGET_DIR/release/sf-launch
 mkdir -p "$tmp/mon"
 for i in $(seq -w 0 39); do
@@ -38,7 +38,7 @@ pipeline() { # set mode -> file
 {"pipeline":[
  {"processor":"sysflowreader","handler":"flattener","in":"sysflow sysflowchan","out":"flat flattenerchan"},
  $engine,
- {"processor":"exporter","handler":"json","in":"evt eventchan","file":"/dev/null"}]}
+ {"processor":"exporter","in":"evt eventchan","export":"file","format":"json","file.path":"/dev/null"}]}
 END
     echo "$tmp/p-$1.json"
 }

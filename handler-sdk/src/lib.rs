@@ -49,7 +49,9 @@
 //!   a signal.
 //! - **Delivery.** Records are acknowledged only after [`Handler::commit`] made their output
 //!   durable, so a restarted process redoes what was not (at-least-once, duplicates bounded
-//!   by one batch, never a gap); a stateful handler's [`Handler::snapshot`] is kept by the
+//!   by one batch, never a gap; a commit that fails is retried with backoff, and one that
+//!   says its destination is down, [`DestinationDown`], is waited for at the end of the
+//!   input too); a stateful handler's [`Handler::snapshot`] is kept by the
 //!   launcher and given back to a restarted process ([`Handler::restore`], helpers in
 //!   [`snapshot`]), so its results are those of a process never killed.
 //!
@@ -65,9 +67,9 @@ pub mod snapshot;
 pub mod status;
 
 pub use runtime::{
-    DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, ENV_CONFIG, ENV_DEAD_LETTER, ENV_JOURNAL_FD,
-    ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS, ENV_RING_FD, ENV_SKIP_REASON, ENV_SKIP_SEQ,
-    ENV_SNAPSHOT_FD, RunError, run, run_with_shutdown,
+    DEFAULT_COMMIT_MS, DEFAULT_COMMIT_RECORDS, DestinationDown, ENV_CONFIG, ENV_DEAD_LETTER,
+    ENV_JOURNAL_FD, ENV_LAUNCHER_PID, ENV_NAME, ENV_OUT_RINGS, ENV_RING_FD, ENV_SKIP_REASON,
+    ENV_SKIP_SEQ, ENV_SNAPSHOT_FD, RunError, run, run_with_shutdown,
 };
 pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{

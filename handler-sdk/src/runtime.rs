@@ -283,6 +283,30 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Commit failures are logged at most this often (the first at once).
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// A [`Handler::commit`] error that says the destination is unreachable for now (a syslog
+/// server down, a Kafka cluster not acknowledging), as opposed to output that failed: the
+/// SDK retries such a commit with its backoff for as long as it takes, at the end of the
+/// input too (where another error counts as lost output after 5 tries), until the commit
+/// succeeds or the process is asked to stop (SIGTERM: `sf-launch ctl restart`, a second
+/// Ctrl-C). The pipeline meanwhile waits (its ring fills), so nothing is lost.
+///
+/// ```
+/// # use handler_sdk::DestinationDown;
+/// let e: Box<dyn std::error::Error + Send + Sync> =
+///     DestinationDown("syslog tcp localhost:514: Connection refused".into()).into();
+/// assert!(e.is::<DestinationDown>());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationDown(pub String);
+
+impl std::fmt::Display for DestinationDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DestinationDown {}
+
 impl CommitPolicy {
     fn from_config(config: &HandlerConfig, ring_capacity: usize) -> Result<Self, RunError> {
         #[derive(serde::Deserialize)]
@@ -334,6 +358,8 @@ struct Committer {
     retry_delay: Duration,
     failures_in_a_row: u64,
     logged_at: Option<Instant>,
+    /// The last commit failed with [`DestinationDown`].
+    destination_down: bool,
     /// Learnt from the first `snapshot` call (or a restored snapshot).
     stateful: Option<bool>,
     /// Sequence number the last snapshot written or restored covers.
@@ -354,6 +380,7 @@ impl Committer {
             retry_delay: FIRST_RETRY,
             failures_in_a_row: 0,
             logged_at: None,
+            destination_down: false,
             stateful: None,
             snapshot_seq: 0,
             store,
@@ -509,10 +536,9 @@ impl Committer {
         outputs: &mut Option<Publisher>,
         last_seq: u64,
     ) -> Result<(), String> {
-        dispatcher
-            .handler_mut()
-            .commit()
-            .map_err(|e| e.to_string())?;
+        let committed = dispatcher.handler_mut().commit();
+        self.destination_down = committed.as_ref().is_err_and(|e| e.is::<DestinationDown>());
+        committed.map_err(|e| e.to_string())?;
         // The handler's log lines are output too (the printer's are all it has).
         log::logger().flush();
         // What was emitted is published before the records it came from are acknowledged.
@@ -557,13 +583,15 @@ impl Committer {
         }
     }
 
-    /// The commit at the end: tried a few times, with pauses.
+    /// The commit at the end: tried a few times, with pauses; while the handler says its
+    /// destination is down ([`DestinationDown`]), until it succeeds or `shutdown` is set.
     fn commit_finally<H: Handler>(
         &mut self,
         dispatcher: &mut Dispatcher<H>,
         consumer: &mut Consumer,
         outputs: &mut Option<Publisher>,
         last_seq: u64,
+        shutdown: &AtomicBool,
     ) -> Result<(), String> {
         let mut delay = FIRST_RETRY;
         let mut tries = 0;
@@ -571,10 +599,24 @@ impl Committer {
             tries += 1;
             match self.commit(dispatcher, consumer, outputs, last_seq, true) {
                 Ok(()) => return Ok(()),
-                Err(e) if tries >= FINAL_COMMIT_TRIES => return Err(e),
+                // A destination that is down is waited for until the stop request.
+                Err(e)
+                    if tries >= FINAL_COMMIT_TRIES
+                        && (!self.destination_down || shutdown.load(Ordering::Relaxed)) =>
+                {
+                    return Err(e);
+                }
                 Err(_) => {
-                    std::thread::sleep(delay);
-                    delay *= 2;
+                    // In slices, so that a stop request ends the wait at once.
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+                        std::thread::sleep(
+                            until
+                                .saturating_duration_since(Instant::now())
+                                .min(Duration::from_millis(50)),
+                        );
+                    }
+                    delay = (delay * 2).min(MAX_RETRY);
                 }
             }
         }
@@ -825,8 +867,13 @@ pub fn run_with_shutdown<H: Handler>(
     }
     // The end of the input, a stop request or an abort: make everything durable and
     // acknowledge it before `cleanup` (which may print the final results).
-    if let Err(e) = committer.commit_finally(&mut dispatcher, &mut consumer, &mut outputs, last_seq)
-    {
+    if let Err(e) = committer.commit_finally(
+        &mut dispatcher,
+        &mut consumer,
+        &mut outputs,
+        last_seq,
+        shutdown,
+    ) {
         if closed {
             // The records stay unacknowledged, and their output is not all there.
             logging::output_error(&name, &e);

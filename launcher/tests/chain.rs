@@ -62,7 +62,7 @@ fn the_chained_alert_pipeline_writes_the_alerts_of_the_standalone_handler_as_jso
     assert_eq!(
         shell["policies"],
         json!([{"id": "shell-from-web-server", "desc": "a shell started under a web server",
-            "priority": 2}])
+            "priority": 3}])
     );
     assert_eq!(shell["type"], "PE");
     assert_eq!(shell["opflags"], json!(["EXEC"]));
@@ -74,7 +74,7 @@ fn the_chained_alert_pipeline_writes_the_alerts_of_the_standalone_handler_as_jso
     assert_eq!(shell["ts"], 1669702299671000026_i64);
     let read = by_seq[&81];
     assert_eq!(read["policies"][0]["id"], "read-sensitive-file");
-    assert_eq!(read["policies"][0]["priority"], 1);
+    assert_eq!(read["policies"][0]["priority"], 2);
     assert_eq!(read["type"], "FF");
     assert_eq!(read["proc"]["exe"], "/bin/cat");
     assert_eq!(read["proc"]["args"], "/etc/passwd");

@@ -261,8 +261,9 @@ fn output_that_cannot_be_written_fails_the_run() {
     let tcp = root().join("resources/traces/tcp.sf");
     let lost_log =
         "1 failed writes to standard output (first: No space left on device (os error 28))";
-    // json's last lines are lost at its final flush, in cleanup().
-    let lost_lines = "1 failed output writes (first: json: standard output: No space left on device (os error 28))";
+    // The exporter prints each of the 2 alerts to the terminal: both writes fail.
+    let lost_alerts =
+        "2 failed writes to standard output (first: No space left on device (os error 28))";
     for (pipeline, trace, handler, what) in [
         (
             "resources/pipelines/pipeline.printer.json",
@@ -279,8 +280,8 @@ fn output_that_cannot_be_written_fails_the_run() {
         (
             "resources/pipelines/pipeline.alert.json",
             &shellshock,
-            "json",
-            lost_lines,
+            "exporter",
+            lost_alerts,
         ),
     ] {
         // `sf-launch … >/dev/full`: every write fails with ENOSPC.

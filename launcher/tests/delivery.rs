@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,27 +28,6 @@ fn victim(block: serde_json::Value) -> serde_json::Value {
         block[k] = v.clone();
     }
     block
-}
-
-/// `sf-gen --records N --seed S` into `dir`.
-fn generate(dir: &Path, records: u64, seed: u64) -> PathBuf {
-    let trace = dir.join(format!("generated-{records}.sf"));
-    let out = Command::new(sf_launch().with_file_name("sf-gen"))
-        .args([
-            "--records",
-            &records.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .arg(&trace)
-        .output()
-        .expect("run sf-gen");
-    assert!(
-        out.status.success(),
-        "sf-gen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    trace
 }
 
 /// What `sf-handler-stats --in-process TRACE` prints (with `STATS_TOP=top`): the tables of a
@@ -135,12 +114,14 @@ fn missing_and_duplicates(counts: &BTreeMap<u64, u32>, want: &BTreeSet<u64>) -> 
     (missing, duplicates)
 }
 
-/// A million records through json, stats and the chain alert -> json, each of them killed
-/// while the run goes on (json at least 20 times, each time after its file grew; stats 3
-/// times and once restarted with `ctl restart`; both stages of the chain 5 times): json's
-/// file has every flow and event, duplicates bounded by one commit batch per kill; stats'
-/// tables are those of a stats never killed; the chain exports every alert, and alert's
-/// counters (its snapshot) count each alert once.
+/// A million records through the exporter, stats and the chain alert -> json, each of them
+/// killed while the run goes on (the exporter, to a file with `buffer` 100, at least 20
+/// times, each time after its file grew; stats 3 times and once restarted with `ctl
+/// restart`; both stages of the chain 5 times, `json` being the exporter under the json
+/// handler's name and keys): the exporter's file has every flow and event, whole lines only,
+/// duplicates bounded by one commit batch per kill; stats' tables are those of a stats never
+/// killed; the chain exports every alert, and alert's counters (its snapshot) count each
+/// alert once.
 #[test]
 fn handlers_killed_during_a_million_records_lose_nothing_and_keep_their_state() {
     const RECORDS: u64 = 1_000_000;
@@ -153,8 +134,9 @@ fn handlers_killed_during_a_million_records_lose_nothing_and_keep_their_state() 
     let pipeline = write_blocks(
         d,
         &[
-            victim(json!({"processor": "sysflowreader", "handler": "json",
-                          "in": "sysflow sysflowchan", "file": exported, "seq": true})),
+            victim(json!({"processor": "exporter", "in": "sysflow sysflowchan",
+                          "export": "file", "format": "json", "file.path": exported,
+                          "seq": true, "buffer": 100})),
             victim(json!({"processor": "sysflowreader", "handler": "stats",
                           "in": "sysflow sysflowchan"})),
             victim(json!({"processor": "sysflowreader", "handler": "alert",
@@ -175,7 +157,7 @@ fn handlers_killed_during_a_million_records_lose_nothing_and_keep_their_state() 
             let mut last = 0;
             sigkill_repeatedly_when(
                 launcher,
-                "sf-handler-json",
+                "sf-handler-exporter",
                 "all.jsonl",
                 JSON_KILLS,
                 Duration::from_secs(300),
@@ -282,7 +264,7 @@ fn handlers_killed_during_a_million_records_lose_nothing_and_keep_their_state() 
     assert!(missing.is_empty());
     let json_kills = killers[0].1.len() as u64;
     println!(
-        "json: {json_kills} kills, {} records, 0 missing, {duplicates} duplicates",
+        "exporter: {json_kills} kills, {} records, 0 missing, {duplicates} duplicates",
         copies.len()
     );
     // At most one uncommitted batch per kill (the stateless default, 1,000 records).
@@ -297,7 +279,7 @@ fn handlers_killed_during_a_million_records_lose_nothing_and_keep_their_state() 
     let alerted = read_json_lines(&alerts, |seq, line| {
         assert!(
             line.ends_with(&format!(
-                ",\"seq\":{seq},\"policies\":[{{\"id\":\"exec\",\"desc\":\"\",\"priority\":0}}]}}"
+                ",\"policies\":[{{\"id\":\"exec\",\"desc\":\"\",\"priority\":0}}],\"seq\":{seq}}}"
             )),
             "{line:.300}"
         );

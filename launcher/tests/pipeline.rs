@@ -311,7 +311,9 @@ fn start_errors_are_one_line_and_nothing_is_spawned() {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or_else(|| panic!("no list of available handlers: {msg}"));
     let available: Vec<&str> = available.split(", ").collect();
-    for shipped in ["alert", "json", "printer", "probe", "stats"] {
+    for shipped in [
+        "alert", "exporter", "json", "policy", "printer", "probe", "stats",
+    ] {
         assert!(available.contains(&shipped), "{shipped} missing: {msg}");
     }
     assert!(available.is_sorted(), "{msg}");

@@ -4,7 +4,9 @@
 //! `runtimeintegrity`, `distribution`, `tests` in alert mode, `runtimeintegrity` in enrich
 //! mode) and each shared trace it has an output for, `sf-launch` runs the reference's
 //! pipeline layout (its `flattener` reader block, a `policyengine` block without `handler`,
-//! the `json` handler last) and the records written are compared with the reference's as
+//! its exporter block last: `{"processor": "exporter", "in": "evt eventchan", "export":
+//! "file", "format": "json", "file.path": ...}`) and the records written are compared with
+//! the reference's as
 //! multisets of (type, ts, tid, sorted policy ids). Every difference must be one the README
 //! names, each checked here against the reference's own data:
 //!
@@ -87,11 +89,11 @@ fn policy_binary() -> PathBuf {
     exe
 }
 
-/// Runs the reference's layout on `trace` and returns the json handler's records.
+/// Runs the reference's layout on `trace` and returns the exporter's records.
 fn run_set(dir: &Path, set: &str, mode: &str, trace: &Path, extra: &[(&str, Value)]) -> Vec<Value> {
     let name = trace.file_name().unwrap().to_string_lossy().into_owned();
     let out = dir.join(format!("{set}-{mode}-{name}.jsonl"));
-    // The json handler appends: a file of an earlier run must go.
+    // The exporter appends: a file of an earlier run must go.
     let _ = std::fs::remove_file(&out);
     let mut engine = json!({
         "processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan",
@@ -106,7 +108,7 @@ fn run_set(dir: &Path, set: &str, mode: &str, trace: &Path, extra: &[(&str, Valu
         json!({"pipeline": [
             {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             engine,
-            {"processor": "exporter", "handler": "json", "in": "evt eventchan", "file": out},
+            {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json", "file.path": out},
         ]})
         .to_string(),
     )
@@ -169,7 +171,7 @@ struct Figures {
 #[test]
 fn alerts_equal_the_reference_on_every_shared_trace_except_named_differences() {
     let _ = policy_binary();
-    assert_json_handler_built();
+    assert_exporter_built();
     let mut jobs = Vec::new();
     for (set, mode, refdir) in SETS {
         let dir = shared().join("reference/out").join(refdir);
@@ -296,7 +298,7 @@ fn rule(name: &str) -> String {
 #[test]
 fn a_reload_mid_stream_swaps_the_rules_between_two_records_and_loses_none() {
     let _ = policy_binary();
-    assert_json_handler_built();
+    assert_exporter_built();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let policies = dir.join("policies");
@@ -309,7 +311,7 @@ fn a_reload_mid_stream_swaps_the_rules_between_two_records_and_loses_none() {
             json!({"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}),
             json!({"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan",
                    "policies": policies, "mode": "alert", "monitor": "local", "monitor.interval": "0.1"}),
-            json!({"processor": "exporter", "handler": "json", "in": "evt eventchan", "file": out, "seq": true, "buffer": 0}),
+            json!({"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json", "file.path": out, "seq": true}),
         ],
     );
     let trace = std::fs::read(shared().join("traces/mon.1531776682.sf")).unwrap();
@@ -414,7 +416,7 @@ fn a_policy_that_does_not_compile_stops_the_pipeline_at_start_naming_file_line_a
         &[
             json!({"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}),
             json!({"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": bad}),
-            json!({"processor": "exporter", "handler": "json", "in": "evt eventchan", "file": dir.join("o.jsonl")}),
+            json!({"processor": "exporter", "in": "evt eventchan", "export": "file", "file.path": dir.join("o.jsonl")}),
         ],
     );
     let run = launch(dir, &[&pipeline, &shared().join("traces/tcp.sf")]);

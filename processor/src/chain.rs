@@ -25,8 +25,8 @@ pub struct Policy {
     pub id: String,
     /// What the rule detects.
     pub desc: String,
-    /// Priority as in the reference policy engine: 0 low, 1 medium, 2 high (higher is more
-    /// urgent; other values are passed on as they are).
+    /// Priority as the reference (v0.7.0) exports it: 1 low, 2 medium, 3 high (higher is more
+    /// urgent; 0: none given; other values are passed on as they are).
     pub priority: i64,
     /// The rule's tags.
     pub tags: Vec<String>,
@@ -43,13 +43,14 @@ impl Policy {
         }
     }
 
-    /// The priority named `name` in the reference policy engine's words (`low` 0, `medium`
-    /// 1, `high` 2, any case), or given as a number (`"3"`); `None` for anything else.
+    /// The priority named `name` in the reference policy engine's words (`low` 1, `medium`
+    /// 2, `high` 3, any case: the numbers its exporter writes), or given as a number
+    /// (`"3"`); `None` for anything else.
     pub fn priority_from_name(name: &str) -> Option<i64> {
         match name.trim().to_ascii_lowercase().as_str() {
-            "low" => Some(0),
-            "medium" => Some(1),
-            "high" => Some(2),
+            "low" => Some(1),
+            "medium" => Some(2),
+            "high" => Some(3),
             other => other.parse().ok(),
         }
     }
@@ -104,9 +105,9 @@ mod tests {
 
     #[test]
     fn priorities_by_name_or_number() {
-        assert_eq!(Policy::priority_from_name("High"), Some(2));
-        assert_eq!(Policy::priority_from_name("medium"), Some(1));
-        assert_eq!(Policy::priority_from_name("low"), Some(0));
+        assert_eq!(Policy::priority_from_name("High"), Some(3));
+        assert_eq!(Policy::priority_from_name("medium"), Some(2));
+        assert_eq!(Policy::priority_from_name("low"), Some(1));
         assert_eq!(Policy::priority_from_name("7"), Some(7));
         assert_eq!(Policy::priority_from_name("urgent"), None);
     }

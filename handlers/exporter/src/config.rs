@@ -128,6 +128,13 @@ pub struct Settings {
     /// `version`: ECS `agent.version` (default `0.7.0`, the reference release whose output
     /// format this is).
     pub version: String,
+    /// `seq` (default false, an extension): each record's object ends with `"seq": N`, its
+    /// sequence number in the stream, so that a consumer can drop the copies a restarted
+    /// exporter sends again (delivery is at-least-once).
+    pub seq: bool,
+    /// `json.extensions` (default false, format `json` only): the keys the reference's
+    /// layout drops (`proc`/`pproc` `cwd` and `env`, `net.fd`, `meta.filename`).
+    pub extensions: bool,
 }
 
 /// The version of the reference release whose output this exporter reproduces: the default
@@ -280,12 +287,68 @@ impl Settings {
                 });
             }
         };
+        let extensions = flag(a, "json.extensions", false)?;
+        if extensions && format != Format::Json {
+            return Err(invalid(
+                "json.extensions",
+                "applies to \"format\": \"json\" only",
+            ));
+        }
         Ok(Settings {
             export,
             format,
             buffer,
             version: text(a, "version")?.unwrap_or_else(|| REFERENCE_VERSION.into()),
+            seq: flag(a, "seq", false)?,
+            extensions,
         })
+    }
+
+    /// Parses a block of the `json` handler (`"handler": "json"`, `sf-handler-json`): the
+    /// exporter with `format` `json`, its keys taken as they were: `file` (a path: `export`
+    /// `file` to it; absent, empty or `-`: `terminal`), `fsync` (`file.fsync`), `seq`,
+    /// `buffer` (now records, as the exporter counts); every exporter key works too.
+    /// `entities` is gone (the exporter writes flows and events, as the reference's does):
+    /// `true` is a start error saying so.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first key that is wrong.
+    pub fn from_json_handler(config: &HandlerConfig) -> Result<Settings, ConfigError> {
+        let mut a = config.attributes.clone();
+        if flag(&a, "entities", false)? {
+            return Err(invalid(
+                "entities",
+                "entity records are no longer exported: the json handler is the exporter's json format, which writes flows and events as the reference's exporter does",
+            ));
+        }
+        match text(&a, "format")?.as_deref() {
+            None | Some("json") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "format",
+                    format!(
+                        "the json handler writes \"json\", not {other:?} (use the exporter block, \"processor\": \"exporter\" without \"handler\")"
+                    ),
+                ));
+            }
+        }
+        if let Some(file) = text(&a, "file")? {
+            if !a.contains_key("export") {
+                let export = if file.is_empty() || file == "-" {
+                    "terminal"
+                } else {
+                    "file"
+                };
+                a.insert("export".into(), Value::String(export.into()));
+            }
+            if !file.is_empty() && file != "-" {
+                a.insert("file.path".into(), Value::String(file));
+            }
+        }
+        if let Some(v) = a.get("fsync").cloned() {
+            a.insert("file.fsync".into(), v);
+        }
+        Settings::from_config(&HandlerConfig::new(&config.name, a))
     }
 }
 
@@ -441,6 +504,7 @@ mod tests {
         assert_eq!(s.export, Export::Terminal);
         assert_eq!(s.format, Format::Json);
         assert_eq!(s.buffer, 0);
+        assert!(!s.seq && !s.extensions);
         let s = parse(json!({"export": "file"})).unwrap();
         assert_eq!(
             s.export,
@@ -563,6 +627,53 @@ mod tests {
                 "compression.type=lz4",
                 "linger.ms=5"
             ]
+        );
+    }
+
+    #[test]
+    fn json_handler_blocks_are_the_exporter_with_format_json() {
+        let json_handler = |v: Value| {
+            Settings::from_json_handler(&HandlerConfig::new(
+                "json",
+                v.as_object().cloned().unwrap_or_default(),
+            ))
+        };
+        let s = json_handler(
+            json!({"handler": "json", "file": "/tmp/a.jsonl", "fsync": true,
+            "seq": "true", "buffer": 0}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.export,
+            Export::File(FileSettings {
+                path: "/tmp/a.jsonl".into(),
+                fsync: true
+            })
+        );
+        assert!(s.seq && s.format == Format::Json && s.buffer == 0);
+        for stdout in [json!({}), json!({"file": "-"}), json!({"file": ""})] {
+            assert_eq!(json_handler(stdout).unwrap().export, Export::Terminal);
+        }
+        assert_eq!(
+            json_handler(json!({"entities": true}))
+                .unwrap_err()
+                .to_string(),
+            "\"entities\": entity records are no longer exported: the json handler is the exporter's json format, which writes flows and events as the reference's exporter does"
+        );
+        assert!(
+            json_handler(json!({"format": "ecs"}))
+                .unwrap_err()
+                .to_string()
+                .starts_with("\"format\": the json handler writes \"json\", not \"ecs\"")
+        );
+        // The exporter's own keys work too.
+        let s = json_handler(json!({"export": "null", "json.extensions": true})).unwrap();
+        assert!(s.export == Export::Null && s.extensions);
+        assert_eq!(
+            parse(json!({"format": "ecs", "json.extensions": true}))
+                .unwrap_err()
+                .to_string(),
+            "\"json.extensions\": applies to \"format\": \"json\" only"
         );
     }
 }

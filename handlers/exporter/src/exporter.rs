@@ -1,62 +1,69 @@
-//! The exporter handler: encodes every flow and event into the current [`Batch`], exports the
-//! batch when it holds `buffer + 1` records (the reference's count), when no record waits and
-//! at the end, and retries a transport that is down, with backoff, until it takes the batch:
-//! meanwhile the handler does not return, its ring fills and the pipeline upstream waits
-//! (or drops, with `"overflow": "drop"`), so nothing is lost. Its state goes to
-//! `sf-launch ctl status` through [`handler_sdk::status::report`].
+//! The exporter handler: encodes every flow and event into the current [`Batch`] and sends
+//! the batch to its transport when it holds `buffer + 1` records (the reference's count) and
+//! at every commit of the SDK ([`Handler::commit`]: before the SDK acknowledges records to
+//! the stage upstream; every 1,000 records, every second, when the input pauses, at the
+//! end). A record counts as delivered, and may be acknowledged, once the transport has it:
+//! `write(2)` returned (file, terminal; with `file.fsync`, `fsync(2)` too), the TCP or TLS
+//! socket took it, the UDP datagram was sent, Kafka acknowledged it (its delivery report).
+//!
+//! **A transport that is down** is retried by the SDK, which is in charge of the backoff:
+//! [`Handler::commit`] tries once and fails, the SDK acknowledges nothing, tries again after
+//! 50 ms, doubling up to 5 s, and meanwhile keeps handling the records its ring holds (they
+//! wait in the batch, unsent: while down, records are not sent one by one, only at the
+//! commits). Once the ring is full the stage upstream waits (or drops flows and events, with
+//! `"overflow": "drop"`): nothing is lost. A remote destination (syslog, Kafka) fails with
+//! [`DestinationDown`], which the SDK waits for at the end of the input too, until the
+//! transport takes everything or the handler is asked to stop; a file that cannot be written
+//! (a full disk) is tried 5 times more at the end, then the run fails, as any handler's
+//! output.
+//! The state goes to `sf-launch ctl status` through [`handler_sdk::status::report`] at every
+//! try, which also tells the watchdog the handler is alive.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use handler_sdk::DestinationDown;
 use handler_sdk::prelude::*;
 
 use crate::config::{Export, Format, KafkaKey, Settings};
+use crate::json::Extensions;
 use crate::transport::file::FileTransport;
 use crate::transport::kafka::KafkaTransport;
 use crate::transport::syslog::SyslogTransport;
-use crate::transport::{Batch, Cursor, Null, Terminal, Transport};
+use crate::transport::{Batch, Cursor, Null, Terminal, Transport, TransportError};
 use crate::view::View;
 use crate::{ecs, json};
 
-/// First wait before a failed export is tried again; doubled after each failure.
-const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-/// Longest wait between two tries.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How often what was sent is committed (Kafka: delivery reports awaited) while records flow.
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The exporter handler.
-pub struct Exporter {
-    settings: Option<Settings>,
-    transport: Option<Box<dyn Transport>>,
-    batch: Batch,
-    cursor: Cursor,
-    last_commit: Instant,
-    uncommitted: bool,
-    /// When the transport went down, and why (`None`: up).
-    down: Option<(Instant, String)>,
-    /// Set by SIGTERM: stop retrying a transport that is down.
-    shutdown: Arc<AtomicBool>,
-    exported: u64,
-    lost: u64,
+/// Which keys the handler's block has: the exporter's, or those of the `json` handler it
+/// replaces ([`Settings::from_json_handler`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Keys {
+    #[default]
+    Exporter,
+    JsonHandler,
 }
 
-impl Default for Exporter {
-    fn default() -> Self {
-        Exporter {
-            settings: None,
-            transport: None,
-            batch: Batch::default(),
-            cursor: Cursor::default(),
-            last_commit: Instant::now(),
-            uncommitted: false,
-            down: None,
-            shutdown: Arc::new(AtomicBool::new(false)),
-            exported: 0,
-            lost: 0,
-        }
-    }
+/// A transport outage: since when, why, and how many tries failed.
+#[derive(Debug)]
+struct Down {
+    since: Instant,
+    why: String,
+    tries: u64,
+}
+
+/// The exporter handler.
+#[derive(Default)]
+pub struct Exporter {
+    keys: Keys,
+    settings: Option<Settings>,
+    transport: Option<Box<dyn Transport>>,
+    /// Records encoded and not yet taken by the transport.
+    batch: Batch,
+    /// How far the transport took `batch` (a send that failed part way).
+    cursor: Cursor,
+    /// The transport took records that [`Transport::commit`] did not confirm yet.
+    uncommitted: bool,
+    down: Option<Down>,
+    exported: u64,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -73,9 +80,7 @@ impl std::fmt::Debug for Exporter {
 ///
 /// # Errors
 /// When it cannot be set up (a file that cannot be opened, a bad TLS or Kafka setting).
-pub fn open_transport(
-    export: &Export,
-) -> Result<Box<dyn Transport>, crate::transport::TransportError> {
+pub fn open_transport(export: &Export) -> Result<Box<dyn Transport>, TransportError> {
     Ok(match export {
         Export::Terminal => Box::new(Terminal),
         Export::Null => Box::new(Null),
@@ -96,7 +101,16 @@ impl Exporter {
         }
     }
 
-    /// Records exported so far (taken by the transport).
+    /// The exporter run as the `json` handler (`sf-handler-json`): its block has that
+    /// handler's keys ([`Settings::from_json_handler`]).
+    pub fn json_handler() -> Self {
+        Exporter {
+            keys: Keys::JsonHandler,
+            ..Exporter::default()
+        }
+    }
+
+    /// Records the transport took so far.
     pub fn exported(&self) -> u64 {
         self.exported
     }
@@ -108,9 +122,23 @@ impl Exporter {
         let Some(settings) = &self.settings else {
             return Err("exporter: not initialised".into());
         };
+        let buf = &mut self.batch.buf;
         match settings.format {
-            Format::Json => json::encode(&mut self.batch.buf, view),
-            Format::Ecs => ecs::encode(&mut self.batch.buf, view, &settings.version),
+            Format::Json => json::encode_with(
+                buf,
+                view,
+                Extensions {
+                    on: settings.extensions,
+                },
+            ),
+            Format::Ecs => ecs::encode(buf, view, &settings.version),
+        }
+        if settings.seq && buf.last() == Some(&b'}') {
+            // The record's sequence number, last (an extension of both layouts).
+            buf.pop();
+            buf.extend_from_slice(b",\"seq\":");
+            buf.extend_from_slice(itoa::Buffer::new().format(ctx.seq()).as_bytes());
+            buf.push(b'}');
         }
         if let Export::Kafka(k) = &settings.export
             && k.key != KafkaKey::None
@@ -123,128 +151,100 @@ impl Exporter {
             self.batch.keys.push(key.into_bytes());
         }
         self.batch.finish_record();
-        if self.batch.len() > settings.buffer {
-            self.flush()?;
+        // While the transport is down, only the commits try it (with the SDK's backoff).
+        if self.batch.len() > settings.buffer && self.down.is_none() {
+            // A failure is noted; the records wait in the batch for the next commit.
+            let _ = self.send();
         }
         Ok(())
     }
 
-    /// Exports the batch, retrying while the transport fails (unless it does not retry or the
-    /// pipeline is stopping).
-    fn flush(&mut self) -> HandlerResult {
+    /// Sends what the batch holds (from the cursor on); once the transport took it all, the
+    /// batch is emptied. A failure marks the transport down and keeps what was not taken.
+    fn send(&mut self) -> Result<(), TransportError> {
         if self.batch.is_empty() {
             return Ok(());
         }
         let Some(transport) = self.transport.as_mut() else {
-            return Err("exporter: not initialised".into());
+            return Err(TransportError("exporter: not initialised".into()));
         };
-        let mut wait = BACKOFF_INITIAL;
-        let mut tries = 0u64;
-        loop {
-            match transport.send(&self.batch, &mut self.cursor) {
-                Ok(()) => break,
-                Err(e) if !transport.retries() => {
-                    let lost = self.batch.len() - self.cursor.records;
-                    self.lost += lost as u64;
-                    self.batch.clear();
-                    self.cursor = Cursor::default();
-                    return Err(format!("{e}: {lost} records not exported").into());
-                }
-                Err(e) => {
-                    tries += 1;
-                    let waiting = self.batch.len() - self.cursor.records;
-                    let message = e.to_string();
-                    if self.down.is_none() {
-                        log::warn!(
-                            "exporter: {message}; retrying with backoff, {waiting} records wait (the pipeline waits too)"
-                        );
-                        self.down = Some((Instant::now(), message.clone()));
-                    }
-                    handler_sdk::status::report(&format!(
-                        "down: {message}; try {tries}, next in {wait:?}; {waiting} records wait"
-                    ));
-                    if sleep_unless(&self.shutdown, wait) {
-                        self.lost += waiting as u64;
-                        self.batch.clear();
-                        self.cursor = Cursor::default();
-                        return Err(format!(
-                            "{message}: stopping with {waiting} records not exported"
-                        )
-                        .into());
-                    }
-                    wait = (wait * 2).min(BACKOFF_MAX);
-                    if let Err(e) = transport.reconnect() {
-                        log::debug!("exporter: {e}");
-                    }
-                }
+        if self.down.is_some()
+            && let Err(e) = transport.reconnect()
+        {
+            self.note_down(&e);
+            return Err(e);
+        }
+        match transport.send(&self.batch, &mut self.cursor) {
+            Ok(()) => {
+                self.exported += self.batch.len() as u64;
+                self.batch.clear();
+                self.cursor = Cursor::default();
+                self.uncommitted = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.note_down(&e);
+                Err(e)
             }
         }
-        self.exported += self.batch.len() as u64;
-        self.batch.clear();
-        self.cursor = Cursor::default();
-        self.uncommitted = true;
-        if let Some((since, _)) = self.down.take() {
+    }
+
+    /// Records a failed try: logged at the first, reported to `ctl status` at every one.
+    fn note_down(&mut self, e: &TransportError) {
+        let waiting = self.batch.len() - self.cursor.records;
+        let why = e.to_string();
+        let down = self.down.get_or_insert_with(|| {
+            log::warn!(
+                "exporter: {why}; retried with backoff, {waiting} records wait (the pipeline waits too)"
+            );
+            Down {
+                since: Instant::now(),
+                why: why.clone(),
+                tries: 0,
+            }
+        });
+        down.tries += 1;
+        down.why = why;
+        handler_sdk::status::report(&format!(
+            "down: {}; try {}, retried with backoff; {waiting} records wait",
+            down.why, down.tries
+        ));
+    }
+
+    /// The transport works again: say so once.
+    fn note_up(&mut self) {
+        if let Some(down) = self.down.take() {
             let text = format!(
-                "{}: up again after {:.1} s",
-                transport.describe(),
-                since.elapsed().as_secs_f64()
+                "{}: up again after {:.1} s ({} tries)",
+                self.transport
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.describe()),
+                down.since.elapsed().as_secs_f64(),
+                down.tries
             );
             log::info!("exporter: {text}");
             handler_sdk::status::report(&text);
         }
-        if self.last_commit.elapsed() >= COMMIT_INTERVAL {
-            self.commit()?;
-        }
-        Ok(())
     }
 
-    /// Makes what was exported durable, retrying as [`Exporter::flush`] does.
-    fn commit(&mut self) -> HandlerResult {
-        if !self.uncommitted {
-            return Ok(());
+    /// The commit error for `e`: [`DestinationDown`] for a remote destination.
+    fn failed(&self, e: TransportError) -> Box<dyn std::error::Error + Send + Sync> {
+        if self.transport.as_ref().is_some_and(|t| t.remote()) {
+            DestinationDown(e.to_string()).into()
+        } else {
+            e.into()
         }
-        let Some(transport) = self.transport.as_mut() else {
-            return Ok(());
-        };
-        let mut wait = BACKOFF_INITIAL;
-        while let Err(e) = transport.commit() {
-            log::warn!("exporter: {e}");
-            handler_sdk::status::report(&format!("down: {e}"));
-            if sleep_unless(&self.shutdown, wait) {
-                return Err(format!("{e}: stopping before it was delivered").into());
-            }
-            wait = (wait * 2).min(BACKOFF_MAX);
-        }
-        self.uncommitted = false;
-        self.last_commit = Instant::now();
-        Ok(())
     }
 
     fn reopen(&mut self) {
-        if let Err(e) = self.flush() {
-            log::error!("exporter: {e}");
-        }
+        // What was encoded goes to the file being rotated away, if it can.
+        let _ = self.send();
         if let Some(t) = self.transport.as_mut() {
             match t.reopen() {
                 Ok(()) => log::info!("exporter: {} reopened", t.describe()),
                 Err(e) => log::error!("exporter: reopen: {e}"),
             }
         }
-    }
-}
-
-/// Sleeps `wait`, in slices, unless `flag` is set; returns whether it is.
-fn sleep_unless(flag: &AtomicBool, wait: Duration) -> bool {
-    let until = Instant::now() + wait;
-    loop {
-        if flag.load(Ordering::Relaxed) {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return false;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
 }
 
@@ -256,17 +256,14 @@ macro_rules! ancestors {
 
 impl Handler for Exporter {
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
-        let settings = Settings::from_config(config)
-            .map_err(|e| format!("{}: bad configuration: {e}", config.name))?;
-        let transport =
+        let settings = match self.keys {
+            Keys::Exporter => Settings::from_config(config),
+            Keys::JsonHandler => Settings::from_json_handler(config),
+        }
+        .map_err(|e| format!("{}: bad configuration: {e}", config.name))?;
+        let mut transport =
             open_transport(&settings.export).map_err(|e| format!("{}: {e}", config.name))?;
         log::debug!("{}: exporting to {}", config.name, transport.describe());
-        if let Err(e) =
-            signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&self.shutdown))
-        {
-            log::warn!("{}: cannot watch SIGTERM: {e}", config.name);
-        }
-        let mut transport = transport;
         if matches!(settings.export, Export::Syslog(_))
             && let Err(e) = transport.reconnect()
         {
@@ -274,8 +271,12 @@ impl Handler for Exporter {
                 "{}: {e}; records will wait, and the connection is retried with backoff",
                 config.name
             );
-            handler_sdk::status::report(&format!("down: {e}; retried at the first record"));
-            self.down = Some((Instant::now(), e.to_string()));
+            handler_sdk::status::report(&format!("down: {e}; retried at the first commit"));
+            self.down = Some(Down {
+                since: Instant::now(),
+                why: e.to_string(),
+                tries: 1,
+            });
         }
         self.settings = Some(settings);
         self.transport = Some(transport);
@@ -308,22 +309,123 @@ impl Handler for Exporter {
         if handler_sdk::reopen_requested() {
             self.reopen();
         }
-        if let Err(e) = self.flush().and_then(|()| self.commit()) {
-            log::error!("exporter: {e}");
+    }
+
+    /// Delivers every record handled so far: the batch sent, then the transport's own
+    /// confirmation ([`Transport::commit`]: Kafka's delivery reports, `fsync`). A failure
+    /// acknowledges nothing, and the SDK tries again; a remote destination's is
+    /// [`DestinationDown`], waited for at the end of the input too.
+    fn commit(&mut self) -> HandlerResult {
+        if let Err(e) = self.send() {
+            return Err(self.failed(e));
         }
+        if self.uncommitted {
+            let Some(transport) = self.transport.as_mut() else {
+                return Err("exporter: not initialised".into());
+            };
+            if let Err(e) = transport.commit() {
+                self.note_down(&e);
+                return Err(self.failed(e));
+            }
+            self.uncommitted = false;
+        }
+        self.note_up();
+        Ok(())
     }
 
     fn cleanup(&mut self) {
-        if let Err(e) = self.flush().and_then(|()| self.commit()) {
-            log::error!("exporter: {e}");
-            handler_sdk::logging::output_error("exporter", &std::io::Error::other(e.to_string()));
-        }
-        if self.lost > 0 {
-            handler_sdk::logging::output_error(
-                "exporter",
-                &std::io::Error::other(format!("{} records were not exported", self.lost)),
+        // The SDK committed before: what is left could not be delivered (and was counted).
+        if !self.batch.is_empty() {
+            log::error!(
+                "exporter: {} records not delivered",
+                self.batch.len() - self.cursor.records
             );
         }
         log::debug!("exporter: {} records exported", self.exported);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A transport that refuses while `down` is set, and keeps what it took.
+    #[derive(Default, Clone)]
+    struct Flaky {
+        down: Arc<Mutex<bool>>,
+        took: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Transport for Flaky {
+        fn send(&mut self, batch: &Batch, cursor: &mut Cursor) -> Result<(), TransportError> {
+            if *self.down.lock().unwrap() {
+                return Err(TransportError("flaky: Connection refused".into()));
+            }
+            while cursor.records < batch.len() {
+                let r = batch.record(cursor.records);
+                self.took
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(r).into_owned());
+                cursor.records += 1;
+            }
+            Ok(())
+        }
+        fn remote(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    fn k8s(h: &mut Exporter, n: i64) {
+        let mut tables = EntityTables::new();
+        let ke = K8sEvent {
+            kind: K8sComponent::Pods,
+            action: K8sAction::Deleted,
+            ts: n,
+            message: "m".into(),
+        };
+        let rec = Record::K8sEvent(ke.clone());
+        h.handle_k8s_event(&tables.context_for(n as u64, &rec), &ke)
+            .unwrap();
+    }
+
+    use handler_sdk::EntityTables;
+
+    #[test]
+    fn a_transport_down_fails_the_commit_and_keeps_every_record() {
+        let flaky = Flaky::default();
+        let settings = Settings::from_config(&HandlerConfig::new(
+            "exporter",
+            serde_json::json!({"buffer": 1, "seq": true})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ))
+        .unwrap();
+        let mut h = Exporter::with(settings, Box::new(flaky.clone()));
+        k8s(&mut h, 1);
+        k8s(&mut h, 2);
+        assert_eq!(flaky.took.lock().unwrap().len(), 2, "buffer 1: sent at 2");
+        *flaky.down.lock().unwrap() = true;
+        for n in 3..=7 {
+            k8s(&mut h, n);
+        }
+        let e = h.commit().unwrap_err();
+        assert!(e.is::<DestinationDown>(), "{e}");
+        assert_eq!(e.to_string(), "flaky: Connection refused");
+        assert_eq!(h.commit().unwrap_err().to_string(), e.to_string());
+        *flaky.down.lock().unwrap() = false;
+        h.commit().unwrap();
+        let took = flaky.took.lock().unwrap();
+        let seqs: Vec<String> = took
+            .iter()
+            .map(|r| r.rsplit_once(",\"seq\":").unwrap().1.to_owned())
+            .collect();
+        assert_eq!(seqs, ["1}", "2}", "3}", "4}", "5}", "6}", "7}"]);
+        assert_eq!(h.exported(), 7);
     }
 }

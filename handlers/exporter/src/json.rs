@@ -73,8 +73,25 @@ fn open_section(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":{");
 }
 
+/// Keys the reference's layout has no room for, written only when asked (the exporter's
+/// `json.extensions` key; the reference's layout is the default): data the trace has and
+/// the reference drops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// `proc.cwd`, `proc.env`, `pproc.cwd`, `pproc.env` (the process's working directory
+    /// and environment, schema 5: `env` an array of `KEY=VALUE` strings), `net.fd` (a
+    /// network flow's descriptor) and `meta.filename` (the trace file's whole path; the
+    /// reference has only its last component, `tracename`).
+    pub on: bool,
+}
+
 /// Appends the JSON object of `v` (no newline) to `out`.
 pub fn encode(out: &mut Vec<u8>, v: &View<'_>) {
+    encode_with(out, v, Extensions::default());
+}
+
+/// [`encode`], with the [`Extensions`] asked for.
+pub fn encode_with(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     out.extend_from_slice(b"{\"version\":5,\"endts\":");
     jw::int(out, v.endts);
     out.extend_from_slice(b",\"opflags\":");
@@ -95,9 +112,9 @@ pub fn encode(out: &mut Vec<u8>, v: &View<'_>) {
         key(out, false, "message");
         jw::string(out, crate::view::k8s_message(&k.message));
         out.push(b'}');
-        meta_node(out, v);
+        meta_node(out, v, ext);
     } else {
-        sections(out, v);
+        sections(out, v, ext);
     }
     if !v.policies.is_empty() {
         out.extend_from_slice(b",\"policies\":[");
@@ -127,10 +144,20 @@ pub fn encode(out: &mut Vec<u8>, v: &View<'_>) {
     out.push(b'}');
 }
 
-fn meta_node(out: &mut Vec<u8>, v: &View<'_>) {
+/// `meta.filename` of the [`Extensions`]: written before `schema`, in key order.
+fn meta_filename(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) -> bool {
+    if ext.on {
+        key(out, true, "filename");
+        jw::string(out, v.header.map_or("", |h| h.filename.as_str()));
+    }
+    !ext.on
+}
+
+fn meta_node(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     let h = v.header;
     open_section(out, "meta");
-    key(out, true, "schema");
+    let first = meta_filename(out, v, ext);
+    key(out, first, "schema");
     jw::int(out, h.map_or(0, |h| h.version));
     key(out, false, "tracename");
     jw::string(out, gopath::base(h.map_or("", |h| h.filename.as_str())));
@@ -143,7 +170,7 @@ fn meta_node(out: &mut Vec<u8>, v: &View<'_>) {
     out.push(b'}');
 }
 
-fn sections(out: &mut Vec<u8>, v: &View<'_>) {
+fn sections(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     if let Some(c) = v.container.filter(|c| !c.id.is_empty()) {
         open_section(out, "container");
         key(out, true, "id");
@@ -178,7 +205,8 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>) {
     }
     let h = v.header;
     open_section(out, "meta");
-    key(out, true, "schema");
+    let first = meta_filename(out, v, ext);
+    key(out, first, "schema");
     jw::int(out, h.map_or(0, |h| h.version));
     key(out, false, "tracename");
     jw::string(out, gopath::base(h.map_or("", |h| h.filename.as_str())));
@@ -189,6 +217,10 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>) {
         jw::ipv4(out, i64::from(c.dip));
         key(out, false, "dport");
         jw::int(out, c.dport);
+        if ext.on && v.kind == RecordKind::NetworkFlow {
+            key(out, false, "fd");
+            jw::int(out, v.fd);
+        }
         key(out, false, "ip");
         out.push(b'[');
         jw::ipv4(out, i64::from(c.sip));
@@ -285,8 +317,19 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>) {
         jw::string(out, &p.map(tree_cmdline).unwrap_or_default());
         key(out, false, "createts");
         jw::int(out, poid.create_ts);
+        if ext.on {
+            key(out, false, "cwd");
+            jw::string(out, p.map_or("", |p| p.cwd.as_str()));
+        }
         key(out, false, "entry");
         jw::boolean(out, p.is_some_and(|p| p.entry));
+        if ext.on {
+            key(out, false, "env");
+            jw::str_array(
+                out,
+                p.into_iter().flat_map(|p| p.env.iter().map(String::as_str)),
+            );
+        }
         key(out, false, "exe");
         jw::string(out, p.map_or("", |p| p.exe.as_str()));
         key(out, false, "gid");
@@ -307,7 +350,7 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>) {
         jw::string(out, p.map_or("", |p| p.user_name.as_str()));
         out.push(b'}');
     }
-    proc_section(out, v);
+    proc_section(out, v, ext);
 }
 
 fn ip_array(out: &mut Vec<u8>, ips: &[i64]) {
@@ -377,7 +420,7 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn proc_section(out: &mut Vec<u8>, v: &View<'_>) {
+fn proc_section(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     let p = v.process;
     open_section(out, "proc");
     let chain = || p.into_iter().chain(v.ancestors.iter().copied());
@@ -414,8 +457,19 @@ fn proc_section(out: &mut Vec<u8>, v: &View<'_>) {
     out.push(b'"');
     key(out, false, "createts");
     jw::int(out, v.createts());
+    if ext.on {
+        key(out, false, "cwd");
+        jw::string(out, p.map_or("", |p| p.cwd.as_str()));
+    }
     key(out, false, "entry");
     jw::boolean(out, p.is_some_and(|p| p.entry));
+    if ext.on {
+        key(out, false, "env");
+        jw::str_array(
+            out,
+            p.into_iter().flat_map(|p| p.env.iter().map(String::as_str)),
+        );
+    }
     key(out, false, "exe");
     jw::string(out, exe);
     key(out, false, "gid");

@@ -474,12 +474,13 @@ fn go_parse_bool(s: &str) -> Option<bool> {
 
 /// The reference's priority names: low/medium/high; debug, info, informational, notice are
 /// low, warning medium, error, critical, emergency high; anything else (`alert` included,
-/// which the reference's switch lacks) low with a warning.
+/// which the reference's switch lacks) low with a warning. Numbered as the reference's
+/// exporter writes them (`../shared/reference/out`): low 1, medium 2, high 3.
 fn priority(name: &str) -> Option<i64> {
     match name.to_lowercase().as_str() {
-        "low" | "debug" | "info" | "informational" | "notice" => Some(0),
-        "medium" | "warning" => Some(1),
-        "high" | "error" | "critical" | "emergency" => Some(2),
+        "low" | "debug" | "info" | "informational" | "notice" => Some(1),
+        "medium" | "warning" => Some(2),
+        "high" | "error" | "critical" | "emergency" => Some(3),
         _ => None,
     }
 }
@@ -654,7 +655,7 @@ fn rule_info(r: &mut Resolver<'_>, rule: &RuleDecl, loc: &str) -> RuleInfo {
                 format!("unrecognized priority {p:?}: low, as the reference does"),
                 true,
             );
-            0
+            1
         }),
     };
     for a in rule.actions.iter().flatten() {
@@ -914,8 +915,8 @@ mod tests {
         assert_eq!(go_parse_int("\"5\""), None);
         assert_eq!(go_parse_bool("True"), Some(true));
         assert_eq!(go_parse_bool("yes"), None);
-        assert_eq!(priority("WARNING"), Some(1));
+        assert_eq!(priority("WARNING"), Some(2));
         assert_eq!(priority("alert"), None);
-        assert_eq!(priority("Emergency"), Some(2));
+        assert_eq!(priority("Emergency"), Some(3));
     }
 }

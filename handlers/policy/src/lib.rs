@@ -12,7 +12,7 @@
 //! let src = "- rule: Shell\n  desc: a shell ran\n  condition: sf.type = PE and sf.proc.name in (bash, sh)\n  priority: high\n";
 //! let set = compile_sources(&[("demo.yaml".into(), src.into())], Options::default()).unwrap();
 //! assert_eq!(set.rules[0].policy.id, "Shell");
-//! assert_eq!(set.rules[0].policy.priority, 2);
+//! assert_eq!(set.rules[0].policy.priority, 3);
 //! ```
 #![deny(missing_docs)]
 

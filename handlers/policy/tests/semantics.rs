@@ -194,9 +194,9 @@ fn priorities_tags_enabled_and_prefilter() {
     assert_eq!(
         p,
         [
-            (1, vec!["x".into(), "mitre:T1".into()]),
-            (0, vec![]),
-            (2, vec![])
+            (2, vec!["x".into(), "mitre:T1".into()]),
+            (1, vec![]),
+            (3, vec![])
         ]
     );
     assert_eq!(

@@ -522,28 +522,29 @@ pub fn child_with(launcher: u32, exe_name: &str, needle: &str) -> Option<u32> {
     })
 }
 
-/// The `sf-handler-json` binary beside `sf-launch` (built by `cargo test --workspace`).
-pub fn assert_json_handler_built() {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch")).with_file_name("sf-handler-json");
+/// The `sf-handler-exporter` binary beside `sf-launch` (built by `cargo test --workspace`).
+pub fn assert_exporter_built() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sf-launch")).with_file_name("sf-handler-exporter");
     assert!(
         exe.exists(),
-        "sf-handler-json is not built next to sf-launch: run the tests with `cargo test --workspace`"
+        "sf-handler-exporter is not built next to sf-launch: run the tests with `cargo test --workspace`"
     );
 }
 
-/// Runs the json handler on `trace` (writing to `NAME.jsonl` in `dir`, with entity records
-/// when `entities`) and returns its output, one parsed object per line. Fails the test,
-/// naming the trace and the line, if sf-launch fails or a line is not a JSON object.
-pub fn json_output(dir: &Path, trace: &Path, entities: bool) -> Vec<serde_json::Value> {
-    assert_json_handler_built();
+/// Runs the exporter (`format` `json`, with `json.extensions`: the keys the reference's
+/// layout drops) on `trace`, writing to `NAME.jsonl` in `dir`, and returns its output, one
+/// parsed object per line. Fails the test, naming the trace and the line, if sf-launch fails
+/// or a line is not a JSON object.
+pub fn json_output(dir: &Path, trace: &Path) -> Vec<serde_json::Value> {
+    assert_exporter_built();
     let name = trace.file_name().unwrap().to_string_lossy().into_owned();
     let out = dir.join(format!("{name}.jsonl"));
     let _ = std::fs::remove_file(&out);
     let pipeline = write_blocks(
         dir,
         &[serde_json::json!({
-            "processor": "sysflowreader", "handler": "json", "in": "sysflow sysflowchan",
-            "file": out, "entities": entities,
+            "processor": "exporter", "in": "sysflow sysflowchan", "export": "file",
+            "format": "json", "file.path": out, "json.extensions": true,
         })],
     );
     let run = launch(dir, &[&pipeline, &trace]);
@@ -569,6 +570,27 @@ pub fn json_output(dir: &Path, trace: &Path, entities: bool) -> Vec<serde_json::
             v
         })
         .collect()
+}
+
+/// `sf-gen --records N --seed S` into `dir`.
+pub fn generate(dir: &Path, records: u64, seed: u64) -> PathBuf {
+    let trace = dir.join(format!("generated-{records}.sf"));
+    let out = Command::new(sf_launch().with_file_name("sf-gen"))
+        .args([
+            "--records",
+            &records.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg(&trace)
+        .output()
+        .expect("run sf-gen");
+    assert!(
+        out.status.success(),
+        "sf-gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    trace
 }
 
 /// A FIFO `trace.fifo` in `dir`: a trace fed through it keeps the reader blocked until the test

@@ -4,9 +4,12 @@
 //! `client.id=sf-exporter`, `acks=all`; `kafka.compression` sets `compression.type`).
 //!
 //! A record counts as delivered when its delivery report says the cluster acknowledged it:
-//! [`Transport::commit`] waits for every report; messages that failed (their
+//! [`Transport::commit`] waits (up to 2 s a call) for the report of every message produced,
+//! and fails while any is missing (the SDK then acknowledges nothing and tries again later;
+//! librdkafka keeps sending meanwhile); messages whose delivery failed (their
 //! `delivery.timeout.ms` ran out, say, while the cluster was down) are produced again, so
-//! nothing is lost; a message may be delivered twice.
+//! nothing is lost; a message may be delivered twice (a kill after it was produced and
+//! before the SDK acknowledged it).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,8 +23,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use super::{Batch, Cursor, Transport, TransportError};
 use crate::config::KafkaSettings;
 
-/// How long [`Transport::commit`] waits for the delivery reports of what was produced.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one [`Transport::commit`] waits for the delivery reports of what was produced.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A message whose delivery failed: key, value, and why.
 type Failed = (Option<Vec<u8>>, Vec<u8>, String);
@@ -110,8 +113,10 @@ impl KafkaTransport {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Produces one message, waiting while librdkafka's queue is full.
+    /// Produces one message, waiting while librdkafka's queue is full, for 2 s at most (the
+    /// cluster is not taking messages: the caller tries again later).
     fn produce(&self, key: Option<&[u8]>, value: &[u8]) -> Result<(), TransportError> {
+        let until = std::time::Instant::now() + FLUSH_TIMEOUT;
         loop {
             let mut record = BaseRecord::to(&self.topic).payload(value);
             if let Some(k) = key {
@@ -123,6 +128,13 @@ impl KafkaTransport {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if std::time::Instant::now() >= until {
+                        return Err(TransportError(format!(
+                            "{}: librdkafka's queue is full ({} messages wait for the cluster)",
+                            self.describe(),
+                            self.producer.in_flight_count()
+                        )));
+                    }
                     self.producer.poll(Duration::from_millis(100));
                 }
                 Err((e, _)) => {
@@ -146,9 +158,13 @@ impl Transport for KafkaTransport {
     }
 
     fn commit(&mut self) -> Result<(), TransportError> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(|e| TransportError(format!("{}: {e}", self.describe())))?;
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            return Err(TransportError(format!(
+                "{}: {} messages wait for the cluster's acknowledgement ({e})",
+                self.describe(),
+                self.producer.in_flight_count()
+            )));
+        }
         let failed = std::mem::take(
             &mut *self
                 .producer
@@ -162,14 +178,27 @@ impl Transport for KafkaTransport {
         };
         let why = why.clone();
         let n = failed.len();
-        // Produce them again now; the caller retries the commit, which waits for them.
-        for (key, value, _) in &failed {
-            self.produce(key.as_deref(), value)?;
+        // Produce them again now; the caller retries the commit, which waits for them. Those
+        // that cannot be produced yet stay in the list for the next commit.
+        for (i, (key, value, _)) in failed.iter().enumerate() {
+            if let Err(e) = self.produce(key.as_deref(), value) {
+                self.producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(failed[i..].iter().cloned());
+                return Err(e);
+            }
         }
         Err(TransportError(format!(
             "{}: {n} messages not acknowledged ({why}); produced again",
             self.describe()
         )))
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

@@ -110,9 +110,12 @@ pub trait Transport {
         Ok(())
     }
 
-    /// Whether an error is worth retrying (the pipeline waits) rather than reported once.
-    fn retries(&self) -> bool {
-        true
+    /// Whether the destination is a service that can be down for a while and come back (a
+    /// syslog server, a Kafka cluster): its failures are waited for, at the end of the input
+    /// too ([`handler_sdk::DestinationDown`]). A local file's are output errors: retried
+    /// while records come, at the end a few times, then the run fails.
+    fn remote(&self) -> bool {
+        false
     }
 
     /// The destination, for messages and `ctl status`: `syslog tcp localhost:514`.
@@ -120,8 +123,8 @@ pub trait Transport {
 }
 
 /// `terminal`: standard output, through the SDK's `logging::print` (whole lines, in order
-/// with the log). A write error is not retried but counted (exit status 4); a closed pipe ends
-/// the process by SIGPIPE, as a Unix filter.
+/// with the log; `write(2)` returned when `send` does). A write error is not retried but
+/// counted (exit status 4); a closed pipe ends the process by SIGPIPE, as a Unix filter.
 #[derive(Debug, Default)]
 pub struct Terminal;
 
@@ -134,10 +137,6 @@ impl Transport for Terminal {
             bytes: batch.buf.len(),
         };
         Ok(())
-    }
-
-    fn retries(&self) -> bool {
-        false
     }
 
     fn describe(&self) -> String {

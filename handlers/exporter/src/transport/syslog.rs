@@ -351,6 +351,10 @@ impl Transport for SyslogTransport {
         self.connect()
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("syslog {} {}", self.settings.proto.name(), self.target())
     }
