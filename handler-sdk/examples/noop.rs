@@ -31,6 +31,10 @@ impl Noop {
 }
 
 impl Handler for Noop {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(ConfigKeys::new(&[]))
+    }
+
     fn entities_enabled(&self) -> bool {
         true
     }

@@ -73,8 +73,8 @@ pub use runtime::{
 };
 pub use sf_processor::chain::Policy;
 pub use sf_processor::handler::{
-    ConfigError, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, HandlerResult,
-    SnapshotResult,
+    ConfigError, ConfigKeys, DispatchStats, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig,
+    HandlerResult, SnapshotResult,
 };
 pub use status::reopen_requested;
 
@@ -86,6 +86,10 @@ pub mod logging {
         output_error, output_errors, print, stdout_closed, stdout_errors,
     };
 }
+/// Logs a repeated message at most once per kind every 10 s, with the count of those not
+/// logged, and the totals at the end of the process: `handler_sdk::limited!(error,
+/// "transport down", "cannot send: {e}")`.
+pub use sf_processor::limited;
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};
 
@@ -101,7 +105,7 @@ pub mod prelude {
         ProcessFlow, Record, RecordKind, SfHeader, ipv4_dotted, op_flags,
     };
     pub use crate::{
-        Ancestors, ConfigError, Context, Handler, HandlerConfig, HandlerResult, Policy,
+        Ancestors, ConfigError, ConfigKeys, Context, Handler, HandlerConfig, HandlerResult, Policy,
         SnapshotResult,
     };
 }

@@ -31,6 +31,74 @@ pub fn cut_torn_line(file: &File) -> std::io::Result<()> {
     file.set_len(keep)
 }
 
+/// Writes `pending` (whole lines) to `file` and takes what was written out of it, so that
+/// what is left is exactly what was not written (and must not be acknowledged): a handler's
+/// commit on a file or standard output. On a full disk no partial line is left behind:
+///
+/// - on a regular file, the space is reserved first (`fallocate(FALLOC_FL_KEEP_SIZE)`; the
+///   file's size does not change): no space, nothing is written, `ENOSPC` is returned;
+/// - if a write still stops in the middle of a line (another writer took the space in
+///   between, or the file system cannot reserve), and `exclusive` (the file is this
+///   handler's alone, not a standard output shared with other processes), the partial line
+///   is cut off the file again and stays in `pending`.
+///
+/// After a failure, call it again later (at the next commit): the lines go out whole, in
+/// order, once there is room.
+///
+/// # Errors
+/// The write's error (`ENOSPC`, `EIO`, ...); `pending` then holds what was not written.
+pub fn write_lines(file: &File, pending: &mut Vec<u8>, exclusive: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        use nix::fcntl::{FallocateFlags, fallocate};
+        match fallocate(
+            file,
+            FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            meta.len() as i64,
+            pending.len() as i64,
+        ) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ENOSPC) => {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            // Not supported here (NFS, FUSE, ...): the write says.
+            Err(_) => {}
+        }
+    }
+    let mut done = 0;
+    let mut out = file;
+    let result = loop {
+        if done == pending.len() {
+            break Ok(());
+        }
+        match out.write(&pending[done..]) {
+            Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let mut keep_from = done;
+    if result.is_err() && exclusive && meta.is_file() {
+        let whole = pending[..done]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let partial = (done - whole) as u64;
+        if partial > 0 {
+            let len = file.metadata()?.len();
+            file.set_len(len.saturating_sub(partial))?;
+            keep_from = whole;
+        }
+    }
+    pending.drain(..keep_from);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::cut_torn_line;

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use sf_processor::chain::Emission;
 use sf_processor::codec;
 use sf_processor::handler::{
-    DispatchStats, Dispatcher, EXIT_FINISHED_WITH_ERRORS, Handler, HandlerConfig, env,
+    CHECK_CONFIG_MARKER, DispatchStats, Dispatcher, EXIT_FINISHED_WITH_ERRORS, Handler,
+    HandlerConfig, KeyProblem, env,
 };
 use sf_processor::journal::JournalReader;
 use sf_processor::logging;
@@ -57,6 +59,8 @@ pub enum RunError {
     Attach(String),
     /// The launcher aborted the pipeline (the reader failed for good).
     Aborted,
+    /// A commit failed and the block says `"commit_failure": "fail"`.
+    OutputFailed(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -66,6 +70,10 @@ impl std::fmt::Display for RunError {
             RunError::Init(m) => write!(f, "init failed: {m}"),
             RunError::Attach(m) => write!(f, "cannot attach to the pipeline: {m}"),
             RunError::Aborted => write!(f, "the pipeline was aborted before the end of the input"),
+            RunError::OutputFailed(m) => write!(
+                f,
+                "its output failed ({m}) and its block says \"commit_failure\": \"fail\": stopping; what was not acknowledged was not written"
+            ),
         }
     }
 }
@@ -85,6 +93,14 @@ impl std::error::Error for RunError {}
 ///
 /// Call it from `main`; see the crate example.
 pub fn run<H: Handler>(handler: H) -> ExitCode {
+    // The bytes the launcher looks for in the binary before asking `--check-config`.
+    std::hint::black_box(CHECK_CONFIG_MARKER);
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--check-config")
+    {
+        return check_config::<H>();
+    }
     #[cfg(feature = "in-process")]
     if let Some(args) = crate::in_process::InProcessArgs::from_env() {
         return crate::in_process::run_one(args, handler);
@@ -118,12 +134,53 @@ pub fn run<H: Handler>(handler: H) -> ExitCode {
             log::error!("{name}: {e}");
             match e {
                 RunError::Aborted => ExitCode::from(3),
+                RunError::OutputFailed(_) => {
+                    ExitCode::from(sf_processor::exit::HANDLER_OUTPUT_FAILED)
+                }
                 _ => ExitCode::from(2),
             }
         }
     };
     log::logger().flush();
     status
+}
+
+/// `sf-handler-X --check-config`, run by the launcher before anything starts: checks the
+/// block (in the environment, as for a start) against the handler's
+/// [`Handler::config_keys`] and the SDK's own keys, without attaching or calling `init`, and
+/// prints one JSON line: `{"sdk": 1, "keys": [...] or null, "errors": [{"key": ..., "message":
+/// ...}], "warnings": [...]}`. Exit status 0 when it could answer.
+fn check_config<H: Handler>() -> ExitCode {
+    let reply = match env_config() {
+        Err(e) => serde_json::json!({"sdk": 1, "keys": null,
+            "errors": [KeyProblem { key: None, message: e.to_string() }], "warnings": []}),
+        Ok(config) => {
+            let (keys, errors, warnings) = check_block::<H>(&config);
+            serde_json::json!({"sdk": 1, "keys": keys, "errors": errors, "warnings": warnings})
+        }
+    };
+    println!("{reply}");
+    ExitCode::SUCCESS
+}
+
+/// The declared keys (`None`: not declared), the errors and the warnings of `config`: the
+/// SDK's keys' values, then the handler's keys.
+fn check_block<H: Handler>(
+    config: &HandlerConfig,
+) -> (Option<Vec<&'static str>>, Vec<KeyProblem>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Err(e) = CommitPolicy::from_config(config, 0) {
+        errors.push(e);
+    }
+    let declared = H::config_keys();
+    if let Some(keys) = &declared {
+        match keys.check(config) {
+            Ok(w) => warnings = w,
+            Err(e) => errors.extend(e),
+        }
+    }
+    (declared.map(|k| k.keys().to_vec()), errors, warnings)
 }
 
 fn env_fd(var: &str) -> Result<Option<RawFd>, RunError> {
@@ -243,6 +300,7 @@ fn write_dead_letter(skip: &Skip, name: &str, record: &sf_processor::model::Reco
     };
     let written = std::fs::OpenOptions::new()
         .create(true)
+        .mode(0o600)
         .append(true)
         .open(path)
         .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
@@ -266,6 +324,9 @@ struct CommitPolicy {
     /// The block's `"overflow": "drop"`: the producer drops what does not fit, so held
     /// frames must not eat the ring (a commit once a quarter of it waits).
     drop: bool,
+    /// The block's `"commit_failure": "fail"`: a failed commit stops the process (exit
+    /// status 5) instead of being retried.
+    fail: bool,
 }
 
 /// Default of the block key `commit_records` for a stateless handler: the duplicates a crash
@@ -308,7 +369,9 @@ impl std::fmt::Display for DestinationDown {
 impl std::error::Error for DestinationDown {}
 
 impl CommitPolicy {
-    fn from_config(config: &HandlerConfig, ring_capacity: usize) -> Result<Self, RunError> {
+    /// The SDK's keys of `config`, with their ranges: `commit_records` 1 to 10^9,
+    /// `commit_ms` 1 to 3,600,000, `commit_failure` `retry` or `fail`.
+    fn from_config(config: &HandlerConfig, ring_capacity: usize) -> Result<Self, KeyProblem> {
         #[derive(serde::Deserialize)]
         struct Keys {
             #[serde(default)]
@@ -316,14 +379,36 @@ impl CommitPolicy {
             #[serde(default)]
             commit_ms: Option<u64>,
             #[serde(default)]
+            commit_failure: Option<String>,
+            #[serde(default)]
             overflow: Option<serde_json::Value>,
         }
-        let keys: Keys = config.parse().map_err(|e| RunError::Init(e.to_string()))?;
+        let keys: Keys = config.parse().map_err(|e| KeyProblem::from(&e))?;
+        let range = |key: &str, v: Option<u64>, max: u64, unit: &str| match v {
+            Some(n) if !(1..=max).contains(&n) => Err(KeyProblem::at(
+                key,
+                format!("{n} is out of range (1 to {max}{unit})"),
+            )),
+            _ => Ok(v),
+        };
+        let records = range("commit_records", keys.commit_records, 1_000_000_000, "")?;
+        let ms = range("commit_ms", keys.commit_ms, 3_600_000, " ms")?;
+        let fail = match keys.commit_failure.as_deref() {
+            None | Some("retry") => false,
+            Some("fail") => true,
+            Some(other) => {
+                return Err(KeyProblem::at(
+                    "commit_failure",
+                    format!("expected \"retry\" or \"fail\", found {other:?}"),
+                ));
+            }
+        };
         Ok(CommitPolicy {
-            records: keys.commit_records.map(|n| n.max(1)),
-            interval: Duration::from_millis(keys.commit_ms.unwrap_or(DEFAULT_COMMIT_MS)),
+            records,
+            interval: Duration::from_millis(ms.unwrap_or(DEFAULT_COMMIT_MS)),
             capacity: ring_capacity as u64,
             drop: keys.overflow.as_ref().and_then(serde_json::Value::as_str) == Some("drop"),
+            fail,
         })
     }
 }
@@ -367,6 +452,8 @@ struct Committer {
     store: Option<SnapshotStore>,
     warned_no_store: bool,
     cost: CommitCost,
+    /// A commit failed with `"commit_failure": "fail"`: the process stops.
+    fatal: Option<String>,
 }
 
 impl Committer {
@@ -386,6 +473,7 @@ impl Committer {
             store,
             warned_no_store: false,
             cost: CommitCost::default(),
+            fatal: None,
         }
     }
 
@@ -504,6 +592,10 @@ impl Committer {
                 self.failures_in_a_row = 0;
                 self.cost.commits += 1;
             }
+            Err(e) if self.policy.fail => {
+                self.cost.failures += 1;
+                self.fatal = Some(e.clone());
+            }
             Err(e) => {
                 self.cost.failures += 1;
                 self.failures_in_a_row += 1;
@@ -599,6 +691,7 @@ impl Committer {
             tries += 1;
             match self.commit(dispatcher, consumer, outputs, last_seq, true) {
                 Ok(()) => return Ok(()),
+                Err(e) if self.fatal.is_some() => return Err(e),
                 // A destination that is down is waited for until the stop request.
                 Err(e)
                     if tries >= FINAL_COMMIT_TRIES
@@ -684,6 +777,26 @@ pub fn run_with_shutdown<H: Handler>(
     let snapshot_fd = env_fd(ENV_SNAPSHOT_FD)?;
     let config = env_config()?;
     let name = config.name.clone();
+    // The launcher checked the block already (`--check-config`); a second line for a binary
+    // it could not ask.
+    let (_, errors, warnings) = check_block::<H>(&config);
+    if !errors.is_empty() {
+        let at = if config.location.is_empty() {
+            String::new()
+        } else {
+            format!("{}.", config.location)
+        };
+        return Err(RunError::Init(
+            errors
+                .iter()
+                .map(|e| format!("{at}{e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    for w in warnings {
+        log::debug!("{name}: {w}");
+    }
     let skip = env_skip();
     follow_launcher();
     handler
@@ -695,8 +808,9 @@ pub fn run_with_shutdown<H: Handler>(
         .into_fd();
     let mut consumer = Consumer::attach(fd, codec::WIRE_VERSION).map_err(|e| attach(&e))?;
     consumer.hold_acknowledgements();
-    let policy = CommitPolicy::from_config(&config, consumer.capacity())?;
-    let journal = match journal_fd {
+    let policy = CommitPolicy::from_config(&config, consumer.capacity())
+        .map_err(|e| RunError::Init(e.to_string()))?;
+    let mut journal = match journal_fd {
         None => None,
         Some(raw) => {
             let fd = RingSegment::open_inherited(raw)
@@ -753,7 +867,7 @@ pub fn run_with_shutdown<H: Handler>(
                             false,
                         );
                     }
-                    if waited && shutdown.load(Ordering::Relaxed) {
+                    if committer.fatal.is_some() || (waited && shutdown.load(Ordering::Relaxed)) {
                         break Ok(Next::TimedOut);
                     }
                     dispatcher.handler_mut().idle();
@@ -765,6 +879,7 @@ pub fn run_with_shutdown<H: Handler>(
         };
         let frame = match next {
             Ok(Next::Frame(frame)) => frame,
+            Ok(Next::TimedOut) if committer.fatal.is_some() => break,
             Ok(Next::TimedOut) => continue,
             Ok(Next::Closed) => {
                 closed = true;
@@ -787,11 +902,17 @@ pub fn run_with_shutdown<H: Handler>(
         }
         if first {
             first = false;
-            // First record of this process: rebuild the tables as they were before it.
-            if let Some(j) = &journal {
+            // First record of this process: rebuild the tables as they were before it, then
+            // close the copy of the journal the launcher made for this process (its memory
+            // is freed).
+            if let Some(j) = journal.take() {
                 let replayed = j.replay_before(seq, |s, payload| match codec::decode(payload) {
                     Ok(record) => dispatcher.restore(record),
-                    Err(e) => log::error!("{name}: journal entry {s}: {e}"),
+                    Err(e) => sf_processor::limited!(
+                        error,
+                        "undecodable journal entries",
+                        "{name}: journal entry {s}: {e}"
+                    ),
                 });
                 match replayed {
                     Ok(0) => {}
@@ -808,7 +929,11 @@ pub fn run_with_shutdown<H: Handler>(
             Ok(d) => d,
             Err(e) => {
                 decode_errors += 1;
-                log::error!("{name}: record {seq}: {e}; skipped");
+                sf_processor::limited!(
+                    error,
+                    "undecodable frames",
+                    "{name}: record {seq}: {e}; skipped"
+                );
                 continue;
             }
         };
@@ -852,7 +977,11 @@ pub fn run_with_shutdown<H: Handler>(
                         outputs = None;
                     }
                 }
-                Err(e) => log::error!("{name}: record {seq}: cannot encode its policies: {e}"),
+                Err(e) => sf_processor::limited!(
+                    error,
+                    "records whose policies cannot be encoded",
+                    "{name}: record {seq}: cannot encode its policies: {e}"
+                ),
             }
         }
         if committer.due(&consumer) {
@@ -863,7 +992,16 @@ pub fn run_with_shutdown<H: Handler>(
                 last_seq,
                 false,
             );
+            if committer.fatal.is_some() {
+                break;
+            }
         }
+    }
+    if let Some(e) = committer.fatal.take() {
+        // Nothing more is acknowledged: a restarted process (there is none: the launcher
+        // marks this handler failed) would redo what was not written.
+        committer.log_cost();
+        return Err(RunError::OutputFailed(e));
     }
     // The end of the input, a stop request or an abort: make everything durable and
     // acknowledge it before `cleanup` (which may print the final results).
@@ -913,6 +1051,7 @@ pub fn run_with_shutdown<H: Handler>(
             stats.handler_errors
         );
     }
+    logging::repeat_summary();
     log::debug!(
         "{name}: {} records, {} handler errors, {decode_errors} undecodable frames, unresolved references: {missing:?}",
         stats.total(),

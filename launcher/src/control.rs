@@ -5,10 +5,12 @@
 //! launcher. Only the owner may use it: every connection's peer credentials (`SO_PEERCRED`)
 //! are checked and other users are refused.
 //!
-//! Protocol: one JSON request line, one JSON reply line. Requests: `{"cmd":"status"}`,
-//! `{"cmd":"restart","name":"printer"}`, `{"cmd":"reopen","name":"exporter"}`, `{"cmd":"stop"}`,
-//! and from handlers `{"cmd":"report","name":"exporter","pid":123,"status":"..."}` (their
-//! status line, `handler_sdk::status::report`). Replies: `{"ok":true,...}` or
+//! Protocol: one JSON request line, one JSON reply line. Requests: `{"cmd":"status"}` (the
+//! processes, and the entity journal: `"journal": {"bytes", "entries", "generations",
+//! "dropped"}`), `{"cmd":"restart","name":"printer"}`, `{"cmd":"reopen","name":"exporter"}`,
+//! `{"cmd":"stop"}`, and from handlers `{"cmd":"report","name":"exporter","pid":123,
+//! "status":"..."}` (their status line, `handler_sdk::status::report`). Replies:
+//! `{"ok":true,...}` or
 //! `{"ok":false,"error":"..."}`.
 
 use std::io::{BufRead, BufReader, Read as _, Write};
@@ -181,6 +183,22 @@ pub fn call(pid: Option<u32>, request: &Value) -> anyhow::Result<Value> {
     Ok(reply)
 }
 
+/// The reader's input column: `1.2 MB of 3.4 MB (35 %, ETA 12 s)`.
+fn input_position(i: &serde_json::Map<String, Value>) -> String {
+    let (Some(pos), Some(total)) = (i["position"].as_u64(), i["total"].as_u64()) else {
+        return "-".into();
+    };
+    let eta = i["eta_s"]
+        .as_u64()
+        .map_or(String::new(), |s| format!(", ETA {s} s"));
+    format!(
+        "{} of {} ({:.0} %{eta})",
+        crate::progress::bytes(pos),
+        crate::progress::bytes(total),
+        pos as f64 * 100.0 / total.max(1) as f64
+    )
+}
+
 /// Formats a `status` reply as a table, after a line saying so when the pipeline is stopping
 /// (a first SIGINT/SIGTERM or `ctl stop`: the handlers finish what was read).
 pub fn status_table(reply: &Value) -> String {
@@ -209,8 +227,22 @@ pub fn status_table(reply: &Value) -> String {
             dash(&p["restarts"]),
             dash(&p["drops"]),
             dash(&p["rate"]),
-            dash(&p["input"]),
+            match &p["input"] {
+                Value::Object(i) => input_position(i),
+                other => dash(other),
+            },
             dash(&p["status"]),
+        ));
+    }
+    let j = &reply["journal"];
+    if let Some(bytes) = j["bytes"].as_u64() {
+        out.push_str(&format!(
+            "entity journal: {} entities in {} generation{}, {} bytes held ({} entities dropped so far)\n",
+            dash(&j["entries"]),
+            dash(&j["generations"]),
+            if j["generations"].as_u64() == Some(1) { "" } else { "s" },
+            bytes,
+            dash(&j["dropped"]),
         ));
     }
     out

@@ -14,6 +14,8 @@
 
 mod control;
 mod plan;
+mod progress;
+mod service;
 mod supervise;
 
 use std::path::PathBuf;
@@ -72,12 +74,41 @@ struct RunArgs {
     /// 131072); larger ones are reported and skipped.
     #[arg(long, value_name = "BYTES", requires = "socket", value_parser = parse_max_message)]
     max_message: Option<usize>,
+    /// No progress line (shown on standard error when it is a terminal and the input is a
+    /// trace file or directory).
+    #[arg(long)]
+    quiet: bool,
+    /// Log a rate line every SECONDS (records read, records/s, each handler's count and lag,
+    /// the input's position), as the reference's `-perflog`.
+    #[arg(long, value_name = "SECONDS")]
+    perf_log: Option<u64>,
     /// A SysFlow trace file or a directory of trace files.
     path: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Checks a pipeline without starting anything (the reference's `-test`): the file,
+    /// every handler binary and block (misspelt or unknown keys, values out of range),
+    /// the input when given. Exit status 0 when it would start, 2 otherwise.
+    Check {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The input it would read: a trace file or directory.
+        path: Option<PathBuf>,
+        /// Or the socket it would serve.
+        #[arg(long, value_name = "SOCKET", conflicts_with = "path")]
+        socket: Option<PathBuf>,
+        /// With a directory PATH: as `--follow` would.
+        #[arg(long)]
+        follow: bool,
+        /// Size of each handler's ring, as for a run.
+        #[arg(long, default_value_t = plan::DEFAULT_RING_BYTES, value_name = "BYTES")]
+        ring_size: usize,
+        /// The dead-letter file, as for a run.
+        #[arg(long, default_value = "sf-deadletter.jsonl", value_name = "FILE")]
+        dead_letter: PathBuf,
+    },
     /// Controls a running pipeline of this user.
     Ctl {
         /// The sf-launch process to talk to (needed when several pipelines run).
@@ -110,13 +141,70 @@ enum CtlAction {
     },
     /// Stops the pipeline: the reader stops, the handlers finish what was read.
     Stop,
+    /// Reads the pipeline file again and restarts each handler whose block changed, with its
+    /// new block (it resumes where it stopped); the pipeline's shape cannot change.
+    Reload,
 }
 
 fn main() -> ExitCode {
+    // Descriptors inherited without close-on-exec are not passed on to the pipeline.
+    sf_processor::ring::close_on_exec_from(3);
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Ctl { pid, action }) => ctl(pid, action),
+        Some(Command::Check {
+            pipeline,
+            path,
+            socket,
+            follow,
+            ring_size,
+            dead_letter,
+        }) => check(&pipeline, path, socket, follow, ring_size, dead_letter),
         None => run(cli.run),
+    }
+}
+
+/// `sf-launch check`: every check of a start, nothing started.
+fn check(
+    pipeline: &std::path::Path,
+    path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    follow: bool,
+    ring_size: usize,
+    dead_letter: PathBuf,
+) -> ExitCode {
+    logging::init(Some(LogLevel(log::LevelFilter::Warn)));
+    // Without an input, check the pipeline as if it read a file that exists.
+    let input = path.unwrap_or_else(|| pipeline.to_owned());
+    let input = socket.is_none().then_some(input.as_path());
+    match plan::Plan::new(
+        pipeline,
+        input,
+        socket.as_deref(),
+        follow,
+        LogLevel(log::LevelFilter::Info),
+        ring_size,
+        dead_letter,
+    ) {
+        Ok(plan) => {
+            log::logger().flush();
+            let names: Vec<&str> = plan.handlers.iter().map(|h| h.label.as_str()).collect();
+            println!(
+                "{}: OK: {} handler{} ({})",
+                pipeline.display(),
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            log::logger().flush();
+            for p in &problems.0 {
+                eprintln!("sf-launch: error: {p}");
+            }
+            ExitCode::from(RunStatus::CouldNotStart.code())
+        }
     }
 }
 
@@ -126,6 +214,7 @@ fn ctl(pid: Option<u32>, action: CtlAction) -> ExitCode {
         CtlAction::Restart { name } => json!({"cmd": "restart", "name": name}),
         CtlAction::Reopen { name } => json!({"cmd": "reopen", "name": name}),
         CtlAction::Stop => json!({"cmd": "stop"}),
+        CtlAction::Reload => json!({"cmd": "reload"}),
     };
     match control::call(pid, &request) {
         Ok(reply) => {
@@ -187,9 +276,11 @@ fn run(args: RunArgs) -> ExitCode {
         args.dead_letter,
     ) {
         Ok(p) => p,
-        Err(e) => {
+        Err(problems) => {
             log::logger().flush();
-            eprintln!("sf-launch: error: {e:#}");
+            for p in &problems.0 {
+                eprintln!("sf-launch: error: {p}");
+            }
             return ExitCode::from(RunStatus::CouldNotStart.code());
         }
     };
@@ -197,7 +288,15 @@ fn run(args: RunArgs) -> ExitCode {
         reader_options,
         ..plan
     };
-    let outcome = supervise::Supervisor::start(plan).and_then(supervise::Supervisor::run);
+    use std::io::IsTerminal as _;
+    let options = supervise::RunOptions {
+        progress_line: !args.quiet && std::io::stderr().is_terminal(),
+        perf_log: args
+            .perf_log
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
+    };
+    let outcome = supervise::Supervisor::start(plan, options).and_then(supervise::Supervisor::run);
     log::logger().flush();
     match outcome {
         Ok(o) => {

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use sf_processor::logging::LogLevel;
-use sf_processor::pipeline::{self, HandlerBlock, Pipeline};
+use sf_processor::handler::{CHECK_CONFIG_MARKER, KeyProblem, env};
+use sf_processor::logging::{LOG_ENV, LogLevel};
+use sf_processor::pipeline::{
+    self, BLOCK_KEYS, HandlerBlock, Pipeline, SDK_KEYS, SUPERVISION_KEYS, did_you_mean,
+};
 
 /// Default size of a handler's ring.
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
@@ -66,6 +69,9 @@ pub struct Supervision {
     /// `watchdog_ms` (default 60000, 0 = off): a handler that makes no progress for this long
     /// while records wait for it is killed and restarted.
     pub watchdog: Option<Duration>,
+    /// `attach_timeout_ms` (default 30000, 0 = off): a handler process that has not attached
+    /// to its ring this long after it was started is killed; it counts as a failed start.
+    pub attach_timeout: Option<Duration>,
     /// `poison_after` (default 3): crashes in a row on the same record after which the record
     /// is written to the dead-letter file and skipped.
     pub poison_after: u32,
@@ -134,6 +140,8 @@ pub struct Plan {
     pub dead_letter: PathBuf,
     /// More options for the reader (`--socket-layout NAME`, `--max-message BYTES`).
     pub reader_options: Vec<String>,
+    /// `--ring-size`: the ring size of a block without `ring_size`.
+    pub ring_bytes: usize,
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -228,7 +236,8 @@ fn find_handler(block: &HandlerBlock, pipeline: &Pipeline, dir: &Path) -> anyhow
     )
 }
 
-/// Reads the supervision keys of `block`, with their defaults.
+/// Reads the supervision keys of `block`, with their defaults, each checked against its
+/// range.
 fn supervision(
     block: &HandlerBlock,
     pipeline: &Pipeline,
@@ -248,6 +257,18 @@ fn supervision(
             ),
         }
     };
+    // A value in `lo..=hi` (or 0 where 0 means "off"), `unit` for the message.
+    let ranged = |key: &str, default: u64, lo: u64, hi: u64, off: bool, unit: &str| {
+        let v = uint(key, default)?;
+        if (off && v == 0) || (lo..=hi).contains(&v) {
+            return Ok(v);
+        }
+        let zero = if off { "0 (off), or " } else { "" };
+        bail!(
+            "{}: {v} is out of range ({zero}{lo} to {hi}{unit})",
+            at(key)
+        )
+    };
     let restart = match get("restart").map(|v| v.as_str()) {
         None => RestartPolicy::OnFailure,
         Some(Some("always")) => RestartPolicy::Always,
@@ -264,32 +285,190 @@ fn supervision(
         Some(Some("drop")) => Overflow::Drop,
         Some(_) => bail!("{}: expected \"block\" or \"drop\"", at("overflow")),
     };
-    let watchdog_ms = uint("watchdog_ms", 60_000)?;
-    let poison_after = uint("poison_after", 3)?;
-    if poison_after == 0 {
-        bail!("{}: must be at least 1", at("poison_after"));
+    const HOUR_MS: u64 = 3_600_000;
+    let restart_limit = ranged("restart_limit", 5, 0, 10_000, false, "")?;
+    let restart_window_s = ranged("restart_window_s", 10, 1, 86_400, true, " s")?;
+    let backoff_initial_ms = ranged("backoff_initial_ms", 100, 1, HOUR_MS, false, " ms")?;
+    let backoff_max_ms = match get("backoff_max_ms") {
+        // Not given: at least the initial delay.
+        None => 5_000.max(backoff_initial_ms),
+        Some(_) => ranged("backoff_max_ms", 5_000, 1, HOUR_MS, false, " ms")?,
+    };
+    if backoff_max_ms < backoff_initial_ms {
+        bail!(
+            "{}: {backoff_max_ms} is below backoff_initial_ms ({backoff_initial_ms})",
+            at("backoff_max_ms")
+        );
     }
+    let watchdog_ms = ranged("watchdog_ms", 60_000, 100, 24 * HOUR_MS, true, " ms")?;
+    let attach_ms = ranged("attach_timeout_ms", 30_000, 100, HOUR_MS, true, " ms")?;
+    let poison_after = ranged("poison_after", 3, 1, 1_000_000, false, "")?;
     let ring_bytes = usize::try_from(uint("ring_size", default_ring as u64)?).unwrap_or(usize::MAX);
     check_ring_size(ring_bytes, &at("ring_size"))?;
+    let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
     Ok(Supervision {
         restart,
-        restart_limit: uint("restart_limit", 5)?.min(u64::from(u32::MAX)) as u32,
-        restart_window: Duration::from_secs(uint("restart_window_s", 10)?),
-        backoff_initial: Duration::from_millis(uint("backoff_initial_ms", 100)?),
-        backoff_max: Duration::from_millis(uint("backoff_max_ms", 5_000)?),
-        watchdog: (watchdog_ms > 0).then(|| Duration::from_millis(watchdog_ms)),
-        poison_after: poison_after.min(u64::from(u32::MAX)) as u32,
+        restart_limit: restart_limit as u32,
+        restart_window: Duration::from_secs(restart_window_s),
+        backoff_initial: Duration::from_millis(backoff_initial_ms),
+        backoff_max: Duration::from_millis(backoff_max_ms),
+        watchdog: millis(watchdog_ms),
+        attach_timeout: millis(attach_ms),
+        poison_after: poison_after as u32,
         overflow,
         ring_bytes,
     })
 }
 
+/// A misspelt launcher or SDK key, in any block (a handler may take any key of its own, but
+/// one a letter or two from `restart_limit` is not one): `restartlimit: unknown key (did you
+/// mean "restart_limit"?)`. The handler's own `declared` keys are never flagged.
+fn misspelt_keys(block: &HandlerBlock, declared: &[String]) -> Vec<(String, String)> {
+    let ours = || {
+        BLOCK_KEYS
+            .iter()
+            .chain(&SUPERVISION_KEYS)
+            .chain(&SDK_KEYS)
+            .copied()
+    };
+    block
+        .attributes
+        .keys()
+        .filter(|k| !ours().any(|o| o == k.as_str()) && !declared.contains(k))
+        .filter_map(|k| {
+            did_you_mean(k, ours())
+                .map(|m| (k.clone(), format!("unknown key (did you mean {m:?}?)")))
+        })
+        .collect()
+}
+
+/// What a handler binary said about its block (`--check-config`).
+#[derive(Debug, Default)]
+struct Checked {
+    /// The keys it takes (`None`: it declares none, every key is accepted).
+    keys: Option<Vec<String>>,
+    errors: Vec<KeyProblem>,
+    warnings: Vec<String>,
+}
+
+/// How long a handler binary may take to answer `--check-config`.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `binary` is built on the handler SDK (it carries
+/// [`CHECK_CONFIG_MARKER`]) and so answers `--check-config`; a script or another program is
+/// never run for a check.
+fn answers_check_config(binary: &Path) -> bool {
+    match std::fs::read(binary) {
+        Ok(bytes) => memchr::memmem::find(&bytes, CHECK_CONFIG_MARKER).is_some(),
+        Err(_) => false,
+    }
+}
+
+/// Asks a handler binary built on the SDK to check its block: `BINARY --check-config` with
+/// the block in its environment, as it would get it at start.
+fn check_config(spec: &HandlerSpec, pipeline: &Pipeline) -> anyhow::Result<Checked> {
+    use std::io::Read as _;
+    if !answers_check_config(&spec.binary) {
+        return Ok(Checked::default());
+    }
+    let config = Value::Object(spec.block.attributes.clone()).to_string();
+    let mut child = std::process::Command::new(&spec.binary)
+        .arg("--check-config")
+        .env(env::NAME, &spec.block.handler)
+        .env(env::CONFIG, config)
+        .env(
+            env::BLOCK,
+            format!("{}: {}", pipeline.source.display(), spec.block.json_path()),
+        )
+        .env(LOG_ENV, "error")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {} --check-config", spec.binary.display()))?;
+    let mut out = child.stdout.take().context("its standard output")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + CHECK_TIMEOUT;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} --check-config did not answer within {CHECK_TIMEOUT:?}",
+                spec.binary.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = reader.join().unwrap_or_default();
+    let reply: Value = serde_json::from_str(text.trim()).with_context(|| {
+        format!(
+            "{} --check-config gave no answer ({:?})",
+            spec.binary.display(),
+            text.trim()
+        )
+    })?;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    Ok(Checked {
+        keys: reply["keys"].as_array().map(|_| strings(&reply["keys"])),
+        errors: serde_json::from_value(reply["errors"].clone()).unwrap_or_default(),
+        warnings: strings(&reply["warnings"]),
+    })
+}
+
+/// Why a path cannot be used, in words: `does not exist`, `is a loop of symbolic links`,
+/// `is a symbolic link to X, which does not exist`, or the system's message.
+pub fn path_problem(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            Some("is a loop of symbolic links (too many levels of symbolic links)".into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(path) {
+            Ok(target) => Some(format!(
+                "is a symbolic link to {}, which does not exist",
+                target.display()
+            )),
+            Err(_) => Some("does not exist".into()),
+        },
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Every problem found while checking a pipeline, one message each.
+#[derive(Debug)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Problems {}
+
 impl Plan {
     /// Checks everything that can be checked before spawning: the pipeline file, every
-    /// handler binary and setting, the reader binary, the input path.
+    /// handler binary and setting (each binary built on the SDK checks its own keys:
+    /// `--check-config`), the reader binary, the input path. Warnings (keys accepted and
+    /// ignored) are logged.
     ///
     /// # Errors
-    /// A one-line message saying what is wrong and where.
+    /// [`Problems`]: every problem found, one line each, saying what is wrong and where.
     pub fn new(
         pipeline_path: &Path,
         input: Option<&Path>,
@@ -298,106 +477,215 @@ impl Plan {
         log: LogLevel,
         ring_bytes: usize,
         dead_letter: PathBuf,
-    ) -> anyhow::Result<Plan> {
-        check_ring_size(ring_bytes, "--ring-size")?;
-        check_dead_letter(&dead_letter)?;
-        let pipeline = pipeline::load(pipeline_path)?;
-        check_unsupported(&pipeline)?;
-        let dir = own_dir()?;
+    ) -> Result<Plan, Problems> {
+        let mut problems = Vec::new();
+        let mut note = |r: anyhow::Result<()>| {
+            if let Err(e) = r {
+                problems.push(format!("{e:#}"));
+            }
+        };
+        note(check_ring_size(ring_bytes, "--ring-size"));
+        note(check_dead_letter(&dead_letter));
+        let pipeline = match pipeline_path_problem(pipeline_path).map_or_else(
+            || pipeline::load(pipeline_path).map_err(anyhow::Error::from),
+            Err,
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                note(Err(e));
+                None
+            }
+        };
+        if let Some(p) = &pipeline {
+            note(check_unsupported(p));
+        }
+        let dir = match own_dir() {
+            Ok(d) => d,
+            Err(e) => return Err(Problems(vec![format!("{e:#}")])),
+        };
         let mut handlers = Vec::new();
-        for block in &pipeline.handlers {
-            let binary = find_handler(block, &pipeline, &dir)?;
-            let repeats = pipeline
-                .handlers
-                .iter()
-                .filter(|b| b.handler == block.handler)
-                .count()
-                > 1;
-            let label = if repeats {
-                format!("{}[{}]", block.handler, block.index)
-            } else {
-                block.handler.clone()
-            };
-            let supervision = supervision(block, &pipeline, ring_bytes)?;
-            handlers.push(HandlerSpec {
-                block: block.clone(),
-                binary,
-                label,
-                supervision,
-            });
+        if let Some(pipeline) = &pipeline {
+            for block in &pipeline.handlers {
+                match check_block(block, pipeline, &dir, ring_bytes) {
+                    Ok(spec) => handlers.push(spec),
+                    Err(errors) => problems.extend(errors),
+                }
+            }
         }
         let reader = dir.join("sf-reader");
         if !is_executable(&reader) {
-            bail!(
+            problems.push(format!(
                 "the reader executable {} is missing: build the workspace (cargo build --release)",
                 reader.display()
-            );
+            ));
         }
-        if let Some(socket) = socket {
-            if input.is_some() {
-                bail!("give either a trace PATH or --socket, not both");
+        let input = match check_input(input, socket, follow) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                None
             }
-            let parent = socket
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if !parent.is_dir() {
-                bail!(
-                    "socket {}: directory {} does not exist",
-                    socket.display(),
-                    parent.display()
-                );
-            }
-            return Ok(Plan {
+        };
+        match (pipeline, input) {
+            (Some(pipeline), Some(input)) if problems.is_empty() => Ok(Plan {
                 pipeline,
-                input: Input::Socket(socket.to_owned()),
+                input,
                 reader,
                 handlers,
                 log,
                 dead_letter,
+                ring_bytes,
                 reader_options: Vec::new(),
-            });
+            }),
+            _ => Err(Problems(problems)),
         }
-        let Some(input) = input else {
-            bail!(
-                "no input: give a trace file or directory after the pipeline file (sf-launch PIPELINE.json PATH), or --socket"
-            );
-        };
-        if !input.exists() {
-            bail!("trace path {} does not exist", input.display());
-        }
-        // access(2), not open(2): opening a FIFO would wait for its writer.
-        let mode = if input.is_dir() {
-            nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK
-        } else {
-            nix::unistd::AccessFlags::R_OK
-        };
-        if let Err(e) = nix::unistd::access(input, mode) {
-            bail!(
-                "trace path {} cannot be read: {}",
-                input.display(),
-                std::io::Error::from(e)
-            );
-        }
-        if follow && !input.is_dir() {
-            bail!(
-                "--follow watches a directory; {} is not one",
-                input.display()
-            );
-        }
-        Ok(Plan {
-            pipeline,
-            input: Input::Path {
-                path: input.to_owned(),
-                follow,
-            },
-            reader,
-            handlers,
-            log,
-            dead_letter,
-            reader_options: Vec::new(),
-        })
     }
+}
+
+/// A pipeline file that is a loop of symbolic links (the reading error would only say "Too
+/// many levels of symbolic links").
+fn pipeline_path_problem(path: &Path) -> Option<anyhow::Error> {
+    path_problem(path)
+        .filter(|p| p.starts_with("is a loop"))
+        .map(|p| anyhow::anyhow!("{}: cannot read pipeline file: it {p}", path.display()))
+}
+
+/// Checks one handler block: its binary, its supervision keys, misspelt keys, and what the
+/// binary says of its block (`--check-config`). Errors are every problem found.
+fn check_block(
+    block: &HandlerBlock,
+    pipeline: &Pipeline,
+    dir: &Path,
+    ring_bytes: usize,
+) -> Result<HandlerSpec, Vec<String>> {
+    let at = |key: &str| format!("{}: {}.{key}", pipeline.source.display(), block.json_path());
+    let mut errors = Vec::new();
+    let binary = find_handler(block, pipeline, dir).map_err(|e| format!("{e:#}"));
+    let supervision = supervision(block, pipeline, ring_bytes).map_err(|e| format!("{e:#}"));
+    let repeats = pipeline
+        .handlers
+        .iter()
+        .filter(|b| b.handler == block.handler)
+        .count()
+        > 1;
+    let label = if repeats {
+        format!("{}[{}]", block.handler, block.index)
+    } else {
+        block.handler.clone()
+    };
+    let (binary, supervision) = match (binary, supervision) {
+        (Ok(b), Ok(s)) => (b, s),
+        (b, s) => {
+            errors.extend(b.err());
+            errors.extend(s.err());
+            // Misspelt keys are worth saying even when the binary is missing.
+            errors.extend(
+                misspelt_keys(block, &[])
+                    .into_iter()
+                    .map(|(k, m)| format!("{}: {m}", at(&k))),
+            );
+            return Err(errors);
+        }
+    };
+    let spec = HandlerSpec {
+        block: block.clone(),
+        binary,
+        label,
+        supervision,
+    };
+    let checked = match check_config(&spec, pipeline) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(vec![format!(
+                "{}: {}: {e:#}",
+                pipeline.source.display(),
+                block.json_path()
+            )]);
+        }
+    };
+    let declared = checked.keys.clone().unwrap_or_default();
+    for (k, m) in misspelt_keys(block, &declared) {
+        // The binary may have said the same of it.
+        if !checked
+            .errors
+            .iter()
+            .any(|e| e.key.as_deref() == Some(k.as_str()))
+        {
+            errors.push(format!("{}: {m}", at(&k)));
+        }
+    }
+    let block_at = format!("{}: {}", pipeline.source.display(), block.json_path());
+    errors.extend(checked.errors.iter().map(|e| match &e.key {
+        Some(k) => format!("{}: {}", at(k), e.message),
+        None => format!("{block_at}: {}", e.message),
+    }));
+    for w in &checked.warnings {
+        log::warn!("{}", at(w));
+    }
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks the input: a readable trace file or directory, or a socket whose directory exists.
+fn check_input(input: Option<&Path>, socket: Option<&Path>, follow: bool) -> anyhow::Result<Input> {
+    if let Some(socket) = socket {
+        if input.is_some() {
+            bail!("give either a trace PATH or --socket, not both");
+        }
+        let parent = socket
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Some(problem) = path_problem(parent) {
+            bail!(
+                "socket {}: directory {} {problem}",
+                socket.display(),
+                parent.display()
+            );
+        }
+        if !parent.is_dir() {
+            bail!(
+                "socket {}: {} is not a directory",
+                socket.display(),
+                parent.display()
+            );
+        }
+        return Ok(Input::Socket(socket.to_owned()));
+    }
+    let Some(input) = input else {
+        bail!(
+            "no input: give a trace file or directory after the pipeline file (sf-launch PIPELINE.json PATH), or --socket"
+        );
+    };
+    if let Some(problem) = path_problem(input) {
+        bail!("trace path {} {problem}", input.display());
+    }
+    // access(2), not open(2): opening a FIFO would wait for its writer.
+    let mode = if input.is_dir() {
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK
+    } else {
+        nix::unistd::AccessFlags::R_OK
+    };
+    if let Err(e) = nix::unistd::access(input, mode) {
+        bail!(
+            "trace path {} cannot be read: {}",
+            input.display(),
+            std::io::Error::from(e)
+        );
+    }
+    if follow && !input.is_dir() {
+        bail!(
+            "--follow watches a directory; {} is not one",
+            input.display()
+        );
+    }
+    Ok(Input::Path {
+        path: input.to_owned(),
+        follow,
+    })
 }
 
 /// The dead-letter file is written only when a record is quarantined, maybe hours into a

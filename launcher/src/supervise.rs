@@ -34,13 +34,15 @@ use serde_json::{Value, json};
 use sf_processor::codec::WIRE_VERSION;
 use sf_processor::exit::RunStatus;
 use sf_processor::handler::{EXIT_FINISHED_WITH_ERRORS, env};
-use sf_processor::journal;
+use sf_processor::journal::{self, JournalKeeper};
 use sf_processor::logging::LOG_ENV;
 use sf_processor::ring::{RingMonitor, RingSegment};
 use sf_processor::snapshot;
 
 use crate::control::{self, Request};
 use crate::plan::{HandlerSpec, Input, Overflow, Plan, RestartPolicy};
+use crate::progress::{self, InputProgress};
+use crate::service::{SERVICE_VARS, Service};
 
 /// How often the supervisor looks at its children when nothing happens (control requests
 /// and signals wake it at once). 50 ms: an idle pipeline's launcher wakes 20 times a second
@@ -169,6 +171,13 @@ struct Slot {
     outputs_closed: bool,
     /// The last status line the handler reported (`handler_sdk::status::report`).
     report: Option<String>,
+    /// When its current process was started, and whether it attached to its ring since.
+    spawned_at: Instant,
+    attached: bool,
+    /// Its current process was killed for not attaching in time.
+    attach_timed_out: bool,
+    /// Processes in a row that ended before attaching (reset by one that attaches).
+    failed_starts: u32,
 }
 
 #[derive(Debug)]
@@ -265,7 +274,7 @@ fn kill(child: &mut Child, signal: nix::sys::signal::Signal) {
 #[derive(Debug)]
 pub struct Supervisor {
     plan: Plan,
-    journal: OwnedFd,
+    journal: JournalKeeper,
     slots: Vec<Slot>,
     reader: ReaderSlot,
     events: mpsc::Receiver<Event>,
@@ -277,6 +286,26 @@ pub struct Supervisor {
     reader_problem: Option<String>,
     /// The reader exited with [`READER_EXIT_FILE_WITHOUT_RECORDS`].
     files_without_records: bool,
+    /// The service manager (systemd), when it started us.
+    service: Service,
+    /// Where the reader is in its input files.
+    input: InputProgress,
+    sampled_at: Instant,
+    /// The progress line on a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// `--perf-log`: its period, when the last line was logged, records read then.
+    perf_log: Option<Duration>,
+    perf_at: Instant,
+    perf_records: u64,
+}
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// A progress line on standard error (a terminal, not `--quiet`; file input only).
+    pub progress_line: bool,
+    /// `--perf-log SECONDS`: a rate line this often.
+    pub perf_log: Option<Duration>,
 }
 
 /// The reader's exit status when it read everything but some input file gave no record.
@@ -290,7 +319,7 @@ impl Supervisor {
     /// # Errors
     /// When a ring, the journal or the control socket cannot be created or a process cannot
     /// be spawned; what was spawned is killed.
-    pub fn start(plan: Plan) -> anyhow::Result<Supervisor> {
+    pub fn start(plan: Plan, options: RunOptions) -> anyhow::Result<Supervisor> {
         let (tx, events) = mpsc::channel();
         let control_tx = tx.clone();
         let (req_tx, req_rx) = mpsc::channel::<Request>();
@@ -324,6 +353,7 @@ impl Supervisor {
                 }
             })?;
         let journal = journal::create("sf-journal", WIRE_VERSION)
+            .and_then(|fd| JournalKeeper::new(fd, WIRE_VERSION))
             .context("cannot create the entity journal")?;
         let mut slots = Vec::new();
         let now = Instant::now();
@@ -360,8 +390,13 @@ impl Supervisor {
                 rate: 0.0,
                 outputs_closed: false,
                 report: None,
+                spawned_at: now,
+                attached: false,
+                attach_timed_out: false,
+                failed_starts: 0,
             });
         }
+        let plan_input = plan.input.clone();
         let mut sup = Supervisor {
             reader: ReaderSlot {
                 child: None,
@@ -377,7 +412,26 @@ impl Supervisor {
             launcher_pid: std::process::id().to_string(),
             reader_problem: None,
             files_without_records: false,
+            service: Service::from_env(),
+            input: InputProgress::new(&plan_input),
+            sampled_at: now,
+            bar: None,
+            perf_log: options.perf_log,
+            perf_at: now,
+            perf_records: 0,
         };
+        if options.progress_line && sup.input.measurable() {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(sup.input.total()),
+                indicatif::ProgressDrawTarget::stderr_with_hz(4),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} {bytes}/{total_bytes} ({percent}%), ETA {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            sup.bar = Some(bar);
+        }
         for i in 0..sup.slots.len() {
             sup.spawn_handler(i)?;
         }
@@ -391,6 +445,14 @@ impl Supervisor {
     }
 
     fn spawn_handler(&mut self, i: usize) -> anyhow::Result<()> {
+        // Its own sealed copy of the journal's live entries, to rebuild its tables from.
+        let published = self.reader_published();
+        let label = self.slots[i].spec.label.clone();
+        let journal_copy = self
+            .journal
+            .follow(published)
+            .and_then(|()| self.journal.sealed_copy(&format!("sf-journal-{label}")))
+            .with_context(|| format!("cannot copy the entity journal for handler {label}"))?;
         // The rings of the handlers reading its output, as fds 5, 6, ...
         let mut outputs = Vec::new();
         let mut out_mappings = Vec::new();
@@ -444,7 +506,7 @@ impl Supervisor {
                         child_fd: 3,
                     },
                     FdMapping {
-                        parent_fd: self.journal.as_fd().try_clone_to_owned()?,
+                        parent_fd: journal_copy,
                         child_fd: 4,
                     },
                 ]
@@ -457,6 +519,13 @@ impl Supervisor {
                 .env(env::SKIP_REASON, reason)
                 .env(env::DEAD_LETTER, &self.plan.dead_letter);
         }
+        // Fds 3 (ring), 4 (journal copy), the output rings, the snapshot store.
+        sf_processor::ring::spawn_as_child(&mut cmd, snapshot_fd as u32 - 2);
+        for var in SERVICE_VARS {
+            cmd.env_remove(var);
+        }
+        // Attached once the new process has set its pid in the ring.
+        slot.monitor.clear_consumer_pid();
         let child = cmd.spawn().with_context(|| {
             format!(
                 "cannot start handler {} ({})",
@@ -469,13 +538,58 @@ impl Supervisor {
         slot.state = State::Running;
         slot.progress_at = Instant::now();
         slot.report = None;
+        slot.spawned_at = slot.progress_at;
+        slot.attached = false;
+        slot.attach_timed_out = false;
         Ok(())
+    }
+
+    /// The last sequence number the reader published (into any ring of its channel).
+    fn reader_published(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter(|s| s.spec.block.upstream.is_none())
+            .map(|s| s.monitor.published_seq())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Follows the journal and drops the generations no handler that may start again can
+    /// need: the bound is the smallest record acknowledged by a handler not done or failed
+    /// for good (one waiting to be restarted counts), each bounded by what its producer
+    /// published (a handler's own word is not trusted further).
+    fn keep_journal(&mut self) {
+        let published = self.reader_published();
+        if let Err(e) = self.journal.follow(published) {
+            sf_processor::limited!(error, "entity journal: follow", "{e}");
+            return;
+        }
+        let acked = self
+            .slots
+            .iter()
+            .filter(|s| !s.state.finished())
+            .map(|s| {
+                s.monitor
+                    .acked_seq()
+                    .min(s.monitor.published_seq())
+                    .min(published)
+            })
+            .min();
+        let Some(acked) = acked else { return };
+        match self.journal.compact(acked) {
+            Ok(0) => {}
+            Ok(n) => log::debug!(
+                "entity journal: {n} entities dropped (every handler acknowledged record {acked}); {:?}",
+                self.journal.status()
+            ),
+            Err(e) => sf_processor::limited!(error, "entity journal: compaction", "{e}"),
+        }
     }
 
     fn spawn_reader(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(&self.plan.reader);
         let mut mappings = vec![FdMapping {
-            parent_fd: self.journal.as_fd().try_clone_to_owned()?,
+            parent_fd: self.journal.fd().try_clone_to_owned()?,
             child_fd: 3,
         }];
         cmd.arg("--journal").arg("3");
@@ -510,10 +624,16 @@ impl Supervisor {
                 cmd.arg("--socket").arg(socket);
             }
         }
+        let inherited = mappings.len() as u32;
         cmd.env(env::LAUNCHER_PID, &self.launcher_pid)
             .stdin(Stdio::null())
             .process_group(0)
             .fd_mappings(mappings)?;
+        // Fds 3 (journal) and the rings.
+        sf_processor::ring::spawn_as_child(&mut cmd, inherited);
+        for var in SERVICE_VARS {
+            cmd.env_remove(var);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start the reader ({})", self.plan.reader.display()))?;
@@ -560,14 +680,24 @@ impl Supervisor {
                 self.poll_handler(i)?;
                 self.close_outputs(i);
             }
-            // The launcher's own lines appear as they happen, not at the end.
-            log::logger().flush();
+            self.keep_journal();
+            self.tell_service();
+            self.show_progress();
+            // The launcher's own lines appear as they happen, not at the end (above the
+            // progress line).
+            match &self.bar {
+                Some(bar) => bar.suspend(|| log::logger().flush()),
+                None => log::logger().flush(),
+            }
             if !self.output_closed && sf_processor::logging::stdout_closed() {
                 self.stop_for_closed_output();
             }
             if self.reader.state.finished() && self.slots.iter().all(|s| s.state.finished()) {
                 break;
             }
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
         for s in &self.slots {
             let dropped = s.monitor.dropped();
@@ -594,7 +724,10 @@ impl Supervisor {
             if let State::Failed(why) = &s.state {
                 failures.push(format!("handler {label} failed ({why})"));
             }
-            match snapshot::state_lost(s.snapshots.as_fd()) {
+            // Written by the handler: at most one per restart.
+            match snapshot::state_lost(s.snapshots.as_fd())
+                .map(|n| n.min(u64::from(s.restarts.total) + 1))
+            {
                 Ok(0) => {}
                 Ok(n) => partial.push((
                     RunStatus::StateLost,
@@ -664,6 +797,7 @@ impl Supervisor {
     /// Stops reading; handlers finish what was read.
     fn begin_stop(&mut self) {
         self.stopping = true;
+        self.service.stopping();
         match self.reader.state {
             State::Running => {
                 if let Some(c) = self.reader.child.as_mut() {
@@ -723,8 +857,10 @@ impl Supervisor {
     fn output_full(&self, i: usize) -> bool {
         self.slots[i].spec.block.downstream.iter().any(|&d| {
             let m = &self.slots[d].monitor;
+            // Positions written by the handlers: untrusted, so no arithmetic that can wrap.
             let used = m.write_pos().saturating_sub(m.read_pos());
-            !m.is_consumer_gone() && used as usize + m.capacity() / 2 > m.capacity()
+            !m.is_consumer_gone()
+                && used.saturating_add(m.capacity() as u64 / 2) > m.capacity() as u64
         })
     }
 
@@ -820,6 +956,27 @@ impl Supervisor {
                     }
                     return Ok(());
                 }
+                // Attached yet? A process that is not within its attach timeout is a failed
+                // start (a binary that never attaches would otherwise be restarted for ever
+                // by its watchdog, never reaching the restart limit).
+                if !slot.attached {
+                    if slot.monitor.consumer_attached() {
+                        slot.attached = true;
+                        slot.failed_starts = 0;
+                    } else if let Some(limit) = slot.spec.supervision.attach_timeout
+                        && now.duration_since(slot.spawned_at) > limit
+                        && !slot.attach_timed_out
+                    {
+                        log::error!(
+                            "handler {} (pid {}) did not attach to its ring within {limit:?}: killing it (a failed start)",
+                            slot.spec.label,
+                            child.id()
+                        );
+                        slot.attach_timed_out = true;
+                        kill(child, nix::sys::signal::Signal::SIGKILL);
+                        return Ok(());
+                    }
+                }
                 // Rate, once a second.
                 let count = slot.monitor.handled_count();
                 let elapsed = now.duration_since(slot.rate_at);
@@ -904,11 +1061,58 @@ impl Supervisor {
             fail(slot, "finished with errors, see its messages above".into());
             return Ok(());
         }
+        if status.code() == Some(i32::from(sf_processor::exit::HANDLER_OUTPUT_FAILED)) {
+            // Its block asked to fail rather than wait for its output to come back.
+            fail(
+                slot,
+                "its output failed (\"commit_failure\": \"fail\"), see its messages above".into(),
+            );
+            return Ok(());
+        }
         if status.code() == Some(2) {
             log::error!(
                 "handler {label} (pid {pid}) could not start ({what}); see its message above"
             );
             fail(slot, format!("could not start: {what}"));
+            return Ok(());
+        }
+        // A process that ended before attaching to its ring: a failed start, whatever
+        // killed it; too many in a row and the handler is failed, window or not.
+        let attached = slot.attached || slot.monitor.consumer_attached();
+        if !attached && !self.stopping {
+            slot.failed_starts += 1;
+            let what = match slot.spec.supervision.attach_timeout {
+                Some(limit) if slot.attach_timed_out => {
+                    format!("did not attach to its ring within {limit:?}")
+                }
+                _ => format!("{what} before attaching to its ring"),
+            };
+            let limit = slot.spec.supervision.restart_limit;
+            log::error!(
+                "handler {label} (pid {pid}) {what} (failed start {} in a row)",
+                slot.failed_starts
+            );
+            if slot.failed_starts > limit || slot.spec.supervision.restart == RestartPolicy::Never {
+                let n = slot.failed_starts;
+                let why = if slot.spec.supervision.restart == RestartPolicy::Never {
+                    format!("{what}, restart policy never")
+                } else {
+                    format!(
+                        "{what}; {n} failed start{} in a row: giving up",
+                        if n == 1 { "" } else { "s" }
+                    )
+                };
+                log::error!("handler {label}: {why}");
+                fail(slot, why);
+                return Ok(());
+            }
+            let sup = &slot.spec.supervision;
+            let wait = slot
+                .restarts
+                .allow(now, usize::MAX, sup.restart_window, sup.backoff_max)
+                .unwrap_or(sup.backoff_max);
+            log::info!("restarting handler {label} in {wait:?}");
+            slot.state = State::Backoff { until: now + wait };
             return Ok(());
         }
         // A crash. On a record?
@@ -969,8 +1173,15 @@ impl Supervisor {
     fn answer(&mut self, req: Request) {
         let reply = match req.body["cmd"].as_str() {
             Some("status") => {
-                json!({"ok": true, "stopping": self.stopping, "processes": self.status()})
+                let j = self.journal.status();
+                json!({"ok": true, "stopping": self.stopping, "processes": self.status(),
+                    "journal": {"bytes": j.bytes, "entries": j.entries,
+                        "generations": j.generations, "dropped": j.dropped}})
             }
+            Some("reload") => match self.reload() {
+                Ok(msg) => json!({"ok": true, "message": msg}),
+                Err(e) => json!({"ok": false, "error": e}),
+            },
             Some("stop") => {
                 if !self.stopping {
                     log::info!("stop requested: the handlers finish the records already read");
@@ -1043,6 +1254,190 @@ impl Supervisor {
         json!({"ok": true})
     }
 
+    /// Samples the reader's position (4 times a second) for `ctl status`, the progress line
+    /// and `--perf-log`.
+    fn show_progress(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.sampled_at) < Duration::from_millis(250) {
+            return;
+        }
+        self.sampled_at = now;
+        let done = self.reader.state == State::Done;
+        self.input
+            .sample(self.reader.child.as_ref().map(Child::id), done);
+        let records = self.reader_published();
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.input.total());
+            bar.set_position(self.input.position());
+            let rate = self.slots.iter().map(|s| s.rate).fold(0.0, f64::max);
+            bar.set_message(format!("{records} records, {rate:.0} records/s,"));
+        }
+        if let Some(period) = self.perf_log
+            && now.duration_since(self.perf_at) >= period
+        {
+            let secs = now.duration_since(self.perf_at).as_secs_f64();
+            let rate = (records.saturating_sub(self.perf_records)) as f64 / secs;
+            self.perf_at = now;
+            self.perf_records = records;
+            let handlers: Vec<String> = self
+                .slots
+                .iter()
+                .map(|s| {
+                    let m = &s.monitor;
+                    format!(
+                        "{} {} handled, lag {}",
+                        s.spec.label,
+                        m.handled_count(),
+                        m.published_seq().saturating_sub(m.handled_seq())
+                    )
+                })
+                .collect();
+            let input = if self.input.measurable() {
+                format!(
+                    "; input {} of {} ({:.0} %)",
+                    progress::bytes(self.input.position()),
+                    progress::bytes(self.input.total()),
+                    self.input.position() as f64 * 100.0 / self.input.total() as f64
+                )
+            } else {
+                String::new()
+            };
+            log::info!(
+                "perf: {records} records read, {rate:.0} records/s over the last {secs:.0} s{input}; {}",
+                handlers.join("; ")
+            );
+        }
+    }
+
+    /// The service manager: `READY=1` once the reader and every handler attached (or
+    /// finished), then the watchdog and the status line.
+    fn tell_service(&mut self) {
+        if !self.service.is_ready() {
+            let reader_pid = self.reader.child.as_ref().map(Child::id);
+            let reader_up = self.reader.state.finished()
+                || self.slots.iter().any(|s| {
+                    s.spec.block.upstream.is_none()
+                        && reader_pid.is_some_and(|p| s.monitor.producer_pid() == p)
+                });
+            let socket_up = match &self.plan.input {
+                Input::Socket(path) => path.exists() || self.reader.state.finished(),
+                Input::Path { .. } => true,
+            };
+            let handlers_up = self
+                .slots
+                .iter()
+                .all(|s| s.state.finished() || s.attached || s.monitor.consumer_attached());
+            if reader_up && socket_up && handlers_up {
+                let status = format!(
+                    "{} handler{} running on {}",
+                    self.slots.len(),
+                    if self.slots.len() == 1 { "" } else { "s" },
+                    self.plan.input
+                );
+                log::debug!("ready: {status}");
+                self.service.ready(&status);
+            }
+        }
+        let published = self.reader_published();
+        let journal = self.journal.status();
+        self.service.tick(|| {
+            format!(
+                "{published} records read; entity journal {} KiB, {} entities",
+                journal.bytes / 1024,
+                journal.entries
+            )
+        });
+    }
+
+    /// `ctl reload` (systemd's `ExecReload`): reads the pipeline file again, checks it as a
+    /// start would, and restarts each handler whose block changed with its new block (it
+    /// resumes where it stopped, as after `ctl restart`). The pipeline's shape (blocks,
+    /// handlers, binaries, channels, ring sizes, overflow policies) cannot change: that
+    /// needs a new start.
+    fn reload(&mut self) -> Result<String, String> {
+        if self.stopping {
+            return Err("the pipeline is stopping: no reload".into());
+        }
+        let source = self.plan.pipeline.source.clone();
+        let (input, socket, follow) = match &self.plan.input {
+            Input::Path { path, follow } => (Some(path.clone()), None, *follow),
+            Input::Socket(s) => (None, Some(s.clone()), false),
+        };
+        self.service.reloading();
+        let result = Plan::new(
+            &source,
+            input.as_deref(),
+            socket.as_deref(),
+            follow,
+            self.plan.log,
+            self.plan.ring_bytes,
+            self.plan.dead_letter.clone(),
+        )
+        .map_err(|p| format!("reload of {} refused: {p}", source.display()))
+        .and_then(|new| self.apply_reload(new));
+        self.service.reloaded(&match &result {
+            Ok(m) => m.clone(),
+            Err(e) => e.clone(),
+        });
+        match &result {
+            Ok(m) => log::info!("{m}"),
+            Err(e) => log::error!("{e}"),
+        }
+        result
+    }
+
+    fn apply_reload(&mut self, new: Plan) -> Result<String, String> {
+        let shape = |h: &HandlerSpec| {
+            (
+                h.label.clone(),
+                h.binary.clone(),
+                h.block.input.clone(),
+                h.block.output.clone(),
+                h.block.upstream,
+                h.block.downstream.clone(),
+                h.supervision.ring_bytes,
+                h.supervision.overflow,
+            )
+        };
+        let old: Vec<_> = self.slots.iter().map(|s| shape(&s.spec)).collect();
+        let now: Vec<_> = new.handlers.iter().map(shape).collect();
+        if old != now {
+            return Err(format!(
+                "reload of {} refused: the pipeline's shape changed (blocks, handlers, binaries, channels, ring_size or overflow): restart sf-launch to apply it",
+                new.pipeline.source.display()
+            ));
+        }
+        let mut restarted = Vec::new();
+        for (i, spec) in new.handlers.into_iter().enumerate() {
+            if spec.block.attributes == self.slots[i].spec.block.attributes {
+                continue;
+            }
+            let label = spec.label.clone();
+            self.slots[i].spec = spec;
+            if matches!(self.slots[i].state, State::Running) {
+                self.request_restart(&label)?;
+                restarted.push(label);
+            } else if matches!(self.slots[i].state, State::Backoff { .. }) {
+                // It starts with its new block when its backoff ends.
+                restarted.push(label);
+            }
+        }
+        self.plan.pipeline = new.pipeline;
+        Ok(if restarted.is_empty() {
+            format!(
+                "reloaded {}: no handler block changed",
+                self.plan.pipeline.source.display()
+            )
+        } else {
+            format!(
+                "reloaded {}: restarting {} with the new block{}",
+                self.plan.pipeline.source.display(),
+                restarted.join(", "),
+                if restarted.len() == 1 { "" } else { "s" }
+            )
+        })
+    }
+
     fn request_restart(&mut self, name: &str) -> Result<String, String> {
         if self.stopping {
             return Err("the pipeline is stopping: no restarts".into());
@@ -1099,7 +1494,12 @@ impl Supervisor {
             "restarts": self.reader.restarts.total,
             "drops": null,
             "rate": null,
-            "input": null,
+            "input": if self.input.measurable() {
+                json!({"position": self.input.position(), "total": self.input.total(),
+                       "eta_s": self.input.eta().map(|d| d.as_secs())})
+            } else {
+                Value::Null
+            },
         })];
         for s in &self.slots {
             let m = &s.monitor;

@@ -398,7 +398,17 @@ fn a_stateful_handler_restarted_without_its_snapshot_makes_the_run_partial() {
     // The whole trace, and the input stays open: stats handles it and commits when idle.
     let writer = feed_fifo(&fifo, &root().join("resources/traces/tcp.sf"));
     let stats = child_with(launcher, "sf-handler-stats", "stats").expect("the stats process");
-    let ring = std::fs::File::open(format!("/proc/{stats}/fd/3")).unwrap();
+    // Its ring, through the launcher, which holds the memfd (the handler mapped it and
+    // closed its descriptor).
+    let ring = std::fs::read_dir(format!("/proc/{launcher}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy() == "/memfd:sf-ring-stats (deleted)")
+        })
+        .map(|e| std::fs::File::open(e.path()).unwrap())
+        .expect("the ring of stats");
     let acknowledged = || {
         // `read_pos`, at byte 128 of the ring header (processor/src/ring.rs).
         let mut raw = [0u8; 8];

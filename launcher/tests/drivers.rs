@@ -8,32 +8,11 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, send, socket,
-};
+use nix::sys::socket::{MsgFlags, send};
 use serde_json::json;
-
-/// Connects to the reader's socket like the collector does.
-fn collector(path: &Path) -> std::os::fd::OwnedFd {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
-    fd
-}
-
-/// The datums of a trace, byte for byte as in the file (cut by apache-avro, `sf_oracle`).
-fn datums(trace: &Path) -> Vec<Vec<u8>> {
-    sf_oracle::datums(&std::fs::read(trace).unwrap()).unwrap()
-}
 
 /// Every shared trace (`traces/`, and `traces-2019/` while it is there), in name order.
 fn every_trace() -> Vec<std::path::PathBuf> {

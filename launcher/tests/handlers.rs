@@ -96,8 +96,8 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
     assert_eq!(parse_stats_top(&run.stdout, "file").len(), 3);
     assert_eq!(parse_stats_top(&run.stdout, "network").len(), 3);
 
-    // A bad value stops the handler at init, naming the handler, the file, the key, the
-    // variable that set it and the value.
+    // A bad value is a start error (the handler checks its block before anything starts:
+    // `--check-config`), naming the file, the key, the variable that set it and the value.
     let pipeline = write_blocks(
         dir.path(),
         &[json!({"handler": "stats", "restart": "never", "top": 5})],
@@ -107,15 +107,15 @@ fn stats_settings_come_from_the_environment_as_handler_key_variables() {
         &[("STATS_TOP", &"many")],
         &[&pipeline, &"resources/traces/tcp.sf"],
     );
-    assert_eq!(run.status.code(), Some(1), "{run:?}");
-    assert!(
-        run.stderr.contains(&format!(
-            "stats: init failed: handler \"stats\": bad configuration: {}: pipeline[0].top (set by STATS_TOP): invalid type: string \"many\", expected usize\n",
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "sf-launch: error: {}: pipeline[0].top (set by STATS_TOP): invalid type: string \"many\", expected usize\n",
             pipeline.display()
-        )),
-        "{}",
-        run.stderr
+        )
     );
+    assert_eq!(run.stdout, "", "nothing started");
     assert_clean(dir.path());
 }
 
@@ -329,16 +329,18 @@ fn alert_with_a_bad_rule_stops_at_init_naming_the_key() {
         &[json!({"handler": "alert", "restart": "never",
             "rules": [{"name": "w", "opflags": ["WRTE"]}]})],
     );
+    // A start error: the handler checks its block before anything starts (`--check-config`).
     let run = launch(dir.path(), &[&pipeline, &"resources/traces/tcp.sf"]);
-    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(
-        run.stderr.contains(&format!(
-            "alert: init failed: handler \"alert\": bad configuration: {}: pipeline[0].rules[0].opflags[0]: unknown opFlags name \"WRTE\", expected one of MKDIR, ",
+        run.stderr.starts_with(&format!(
+            "sf-launch: error: {}: pipeline[0].rules[0].opflags[0]: unknown opFlags name \"WRTE\", expected one of MKDIR, ",
             pipeline.display()
         )),
         "{}",
         run.stderr
     );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert_eq!(run.stdout, "");
     assert_clean(dir.path());
 }

@@ -81,9 +81,13 @@ pub const HANDLER_ABORTED: u8 = 3;
 /// errors, some output could not be written or committed. The launcher does not restart it
 /// and reports the run as failed ([`RunStatus::Failed`]).
 pub const HANDLER_FINISHED_WITH_ERRORS: u8 = 4;
+/// A handler process stopped because its output failed (a commit failed) and its block says
+/// `"commit_failure": "fail"`: the launcher does not restart it and reports the run as
+/// failed ([`RunStatus::Failed`]); what it did not acknowledge was not written.
+pub const HANDLER_OUTPUT_FAILED: u8 = 5;
 /// The reader read its whole input, but some input file gave no record at all; the launcher
 /// ends the run with [`RunStatus::InputError`].
-pub const READER_FILES_WITHOUT_RECORDS: u8 = 5;
+pub const READER_FILES_WITHOUT_RECORDS: u8 = 6;
 
 #[cfg(test)]
 mod tests {

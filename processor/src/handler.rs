@@ -72,6 +72,11 @@ pub type SnapshotResult = Result<Option<Vec<u8>>, Box<dyn Error + Send + Sync>>;
 /// exit statuses is [`crate::exit`].)
 pub const EXIT_FINISHED_WITH_ERRORS: u8 = crate::exit::HANDLER_FINISHED_WITH_ERRORS;
 
+/// Bytes every binary built on the handler SDK carries: the launcher looks for them before it
+/// runs a handler binary with `--check-config` (a binary without them is not asked, and its
+/// keys are not checked).
+pub const CHECK_CONFIG_MARKER: &[u8] = b"sf-handler-sdk: answers --check-config, version 1";
+
 /// A handler's configuration: its block of `pipeline.json` (every key, including `handler`,
 /// `in`, `out`), after `<HANDLER>_<KEY>` environment overrides.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -152,6 +157,224 @@ impl HandlerConfig {
     }
 }
 
+/// The keys a handler takes in its pipeline block, declared by [`Handler::config_keys`], so
+/// that a misspelt key is an error at start instead of a setting silently not applied.
+///
+/// The launcher's keys (`processor`, `handler`, `in`, `out`, `binary`, the supervision keys)
+/// and the SDK's (`commit_records`, `commit_ms`, `commit_failure`) are always allowed: see
+/// [`crate::pipeline::BLOCK_KEYS`], [`crate::pipeline::SUPERVISION_KEYS`],
+/// [`crate::pipeline::SDK_KEYS`].
+///
+/// ```
+/// # use sf_processor::handler::ConfigKeys;
+/// #[derive(serde::Deserialize)]
+/// #[serde(default)]
+/// #[derive(Default)]
+/// struct Config {
+///     top: usize,
+///     file: String,
+/// }
+/// let keys = ConfigKeys::of::<Config>().ignored("jsontype", "the reference's; not used here");
+/// assert_eq!(keys.keys(), ["top", "file"]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConfigKeys {
+    keys: Vec<&'static str>,
+    ignored: Vec<(&'static str, &'static str)>,
+    check: Option<ValueCheck>,
+}
+
+/// A check of a block's values against a handler's configuration type.
+type ValueCheck = fn(&HandlerConfig) -> Result<(), ConfigError>;
+
+impl ConfigKeys {
+    /// Exactly these keys.
+    pub fn new(keys: &[&'static str]) -> Self {
+        ConfigKeys {
+            keys: keys.to_vec(),
+            ..ConfigKeys::default()
+        }
+    }
+
+    /// The fields of the handler's configuration type `T` (a struct deriving
+    /// `serde::Deserialize`: its field names, renamed as serde renames them), and a check
+    /// of the block's values against `T` that runs without the handler (`sf-launch check`).
+    /// A type whose fields serde cannot list (a map, a `#[serde(flatten)]` struct) gives no
+    /// keys: add them with [`ConfigKeys::and`].
+    pub fn of<T: DeserializeOwned>() -> Self {
+        ConfigKeys {
+            keys: struct_fields::<T>(),
+            ignored: Vec::new(),
+            check: Some(|config| config.parse::<T>().map(drop)),
+        }
+    }
+
+    /// These keys too.
+    pub fn and(mut self, keys: &[&'static str]) -> Self {
+        self.keys.extend_from_slice(keys);
+        self
+    }
+
+    /// A key the handler accepts but does not use (a key of the reference's we have no use
+    /// for), with why: a block that sets it gets a warning instead of an error.
+    pub fn ignored(mut self, key: &'static str, why: &'static str) -> Self {
+        self.ignored.push((key, why));
+        self
+    }
+
+    /// The keys the handler uses.
+    pub fn keys(&self) -> &[&'static str] {
+        &self.keys
+    }
+
+    /// The keys accepted and ignored, with why.
+    pub fn ignored_keys(&self) -> &[(&'static str, &'static str)] {
+        &self.ignored
+    }
+
+    /// Checks `config` (the whole block): every key is the launcher's, the SDK's or the
+    /// handler's (an unknown key is an error naming it, with the likeliest key meant), and
+    /// its values fit the handler's type when the keys came from [`ConfigKeys::of`].
+    /// Returns the warnings (ignored keys set).
+    ///
+    /// # Errors
+    /// Every problem found (`restartlimit`: `unknown key (did you mean "restart_limit"?)`).
+    pub fn check(&self, config: &HandlerConfig) -> Result<Vec<String>, Vec<KeyProblem>> {
+        use crate::pipeline::{BLOCK_KEYS, SDK_KEYS, SUPERVISION_KEYS, did_you_mean};
+        let known = || {
+            BLOCK_KEYS
+                .iter()
+                .chain(&SUPERVISION_KEYS)
+                .chain(&SDK_KEYS)
+                .chain(&self.keys)
+                .chain(self.ignored.iter().map(|(k, _)| k))
+                .copied()
+        };
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for key in config.attributes.keys() {
+            if let Some((_, why)) = self.ignored.iter().find(|(k, _)| k == key) {
+                warnings.push(format!("{key}: accepted but has no effect here ({why})"));
+            } else if !known().any(|k| k == key) {
+                errors.push(KeyProblem::at(
+                    key,
+                    match did_you_mean(key, known()) {
+                        Some(k) => format!("unknown key (did you mean {k:?}?)"),
+                        None => format!(
+                            "unknown key (handler {:?} takes {})",
+                            config.name,
+                            if self.keys.is_empty() {
+                                "no keys of its own".to_owned()
+                            } else {
+                                self.keys
+                                    .iter()
+                                    .map(|k| format!("{k:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    },
+                ));
+            }
+        }
+        if errors.is_empty()
+            && let Some(check) = self.check
+            && let Err(e) = check(config)
+        {
+            errors.push(KeyProblem::from(&e));
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A problem with a handler's block: the key's path in the block (`None`: the block as a
+/// whole, e.g. a missing key, which the message names) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyProblem {
+    /// The key's path (`restartlimit`, `rules[1].dport[0]`), with the environment variable
+    /// that set it, if one did (`top (set by STATS_TOP)`).
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl KeyProblem {
+    /// A problem of `key`.
+    pub fn at(key: &str, message: impl Into<String>) -> Self {
+        KeyProblem {
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&ConfigError> for KeyProblem {
+    fn from(e: &ConfigError) -> Self {
+        KeyProblem {
+            key: e.key().map(|k| match &e.env_var {
+                Some(var) => format!("{k} (set by {var})"),
+                None => k.to_owned(),
+            }),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{k}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The field names of struct `T` as serde's derive declares them: asks `T` to deserialize
+/// from a deserializer that only records what `deserialize_struct` is given.
+fn struct_fields<T: DeserializeOwned>() -> Vec<&'static str> {
+    struct Fields(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields = Fields(None);
+    let _ = T::deserialize(&mut fields);
+    fields.0.map(<[&str]>::to_vec).unwrap_or_default()
+}
+
 /// A handler's block does not match its configuration type (see [`HandlerConfig::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -218,6 +441,18 @@ pub trait Handler {
     /// An error stops the handler before it reads anything (exit status 2).
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         Ok(())
+    }
+
+    /// The keys this handler takes in its pipeline block (`None`, the default: not declared,
+    /// every key is accepted as before). With `Some`, a block key that is neither the
+    /// launcher's, the SDK's nor the handler's is an error before the pipeline starts
+    /// (`sf-launch check` and `sf-launch` ask the binary with `--check-config`), with the
+    /// likeliest key meant: `ConfigKeys::of::<Config>()` for a typed configuration.
+    fn config_keys() -> Option<ConfigKeys>
+    where
+        Self: Sized,
+    {
+        None
     }
 
     /// Whether entity records are passed to the handler (reference: `IsEntityEnabled`).
@@ -342,6 +577,25 @@ pub trait Handler {
     fn cleanup(&mut self) {}
 }
 
+/// The kind of a handler error for [`crate::limited!`]: one per record kind.
+fn handler_error_kind(kind: RecordKind) -> &'static str {
+    const KINDS: [&str; 12] = [
+        "handler errors on SFHeader records",
+        "handler errors on Container records",
+        "handler errors on Pod records",
+        "handler errors on Process records",
+        "handler errors on File records",
+        "handler errors on ProcessEvent records",
+        "handler errors on ProcessFlow records",
+        "handler errors on FileFlow records",
+        "handler errors on FileEvent records",
+        "handler errors on NetworkFlow records",
+        "handler errors on NetworkEvent records",
+        "handler errors on K8sEvent records",
+    ];
+    KINDS[kind as usize]
+}
+
 /// Counters of one dispatcher: records received per kind and handler errors.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DispatchStats {
@@ -452,14 +706,14 @@ impl<H: Handler> Dispatcher<H> {
             // Unix filter does, when its process asked for it.
             crate::logging::check_closed_stdout();
             self.stats.handler_errors += 1;
-            // The first ten, then one in a thousand: a handler failing on every record must
-            // not flood the log.
+            // One line per record kind per interval: a handler failing on every record must
+            // not flood the log (the totals come at the end).
             let n = self.stats.handler_errors;
-            if n <= 10 || n.is_multiple_of(1000) {
-                log::error!(
-                    "handler error on record {seq} ({record_kind}): {e} ({n} handler errors so far)"
-                );
-            }
+            crate::limited!(
+                error,
+                handler_error_kind(record_kind),
+                "handler error on record {seq} ({record_kind}): {e} ({n} handler errors so far)"
+            );
         }
     }
 

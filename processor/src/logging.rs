@@ -8,14 +8,24 @@
 //! Trace, debug, info and warning lines go to standard output, errors to standard error, as
 //! in the reference. Lines are buffered and written whole, in writes of at most 4096 bytes
 //! (`PIPE_BUF`), so lines of several processes sharing one pipe never interleave mid-line.
-//! Call `log::logger().flush()` when idle and before exiting.
+//! A buffered line waits at most [`FLUSH_DELAY`] (a background thread writes it, so a line
+//! reaches a redirected standard output while the process runs, even if it then blocks);
+//! call `log::logger().flush()` before exiting, and where order with other output matters.
+//!
+//! # Repeated errors
+//!
+//! An error that can repeat without bound (a garbage message on the socket, a handler failing
+//! on every record) is logged with [`limited!`](crate::limited): one line per *kind* per
+//! [`REPEAT_INTERVAL`], the next one saying how many were not logged meanwhile, and
+//! [`repeat_summary`] at the end of the process gives the totals of every kind that was cut.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsFd as _;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -24,6 +34,13 @@ pub const LOG_ENV: &str = "SF_LOG";
 
 /// Largest write that a pipe delivers atomically (`PIPE_BUF` on Linux).
 const ATOMIC_WRITE: usize = 4096;
+
+/// Longest time a buffered log line waits before a background thread writes it.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(100);
+
+/// Lines of one kind of repeated error ([`limited!`](crate::limited)) are at most one per
+/// this interval.
+pub const REPEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A `--log` level as the reference spells it: `trace|debug|info|warn|error|quiet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,7 +269,12 @@ impl Log for SfLogger {
             write_stdout(&b.out);
             b.out.clear();
         }
+        let was_empty = b.out.is_empty();
         b.out.extend_from_slice(text.as_bytes());
+        drop(b);
+        if was_empty {
+            FLUSHER.wake();
+        }
     }
 
     fn flush(&self) {
@@ -281,12 +303,178 @@ pub fn init(level: Option<LogLevel>) {
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level.0);
+        FLUSHER.start();
     }
 }
+
+/// The background writer of buffered lines: sleeps until a line is buffered into an empty
+/// buffer, waits [`FLUSH_DELAY`] (more lines join the same write), then flushes. An idle
+/// process never wakes it.
+struct Flusher {
+    pending: Mutex<bool>,
+    wake: Condvar,
+}
+
+static FLUSHER: Flusher = Flusher {
+    pending: Mutex::new(false),
+    wake: Condvar::new(),
+};
+
+impl Flusher {
+    fn start(&'static self) {
+        let spawned = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || {
+                loop {
+                    let Ok(mut pending) = self.pending.lock() else {
+                        return;
+                    };
+                    while !*pending {
+                        pending = match self.wake.wait(pending) {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        };
+                    }
+                    *pending = false;
+                    drop(pending);
+                    std::thread::sleep(FLUSH_DELAY);
+                    log::logger().flush();
+                }
+            });
+        // Without the thread, lines still go out when the buffer fills and at each flush.
+        let _ = spawned;
+    }
+
+    fn wake(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = true;
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// One kind of repeated error: counts since its last line and in all.
+#[derive(Debug)]
+struct Repeat {
+    last_line: Instant,
+    /// Not logged since the last line.
+    cut_since: u64,
+    total: u64,
+    cut_total: u64,
+}
+
+static REPEATS: Mutex<Option<HashMap<&'static str, Repeat>>> = Mutex::new(None);
+
+/// The gate of [`limited!`](crate::limited): whether an error of `kind` is logged now, and
+/// the end of its line. `Some("")` for the first of its kind, and for the first after
+/// [`REPEAT_INTERVAL`] when none was cut meanwhile; `Some(" (N more like this in the last
+/// 10 s were not logged)")` after cuts; `None`: not logged (counted for [`repeat_summary`]).
+#[doc(hidden)]
+pub fn repeat_gate(kind: &'static str) -> Option<String> {
+    repeat_gate_at(kind, Instant::now(), REPEAT_INTERVAL)
+}
+
+fn repeat_gate_at(kind: &'static str, now: Instant, interval: Duration) -> Option<String> {
+    let mut repeats = REPEATS.lock().ok()?;
+    let map = repeats.get_or_insert_with(HashMap::new);
+    let Some(r) = map.get_mut(kind) else {
+        map.insert(
+            kind,
+            Repeat {
+                last_line: now,
+                cut_since: 0,
+                total: 1,
+                cut_total: 0,
+            },
+        );
+        return Some(String::new());
+    };
+    r.total += 1;
+    if now.duration_since(r.last_line) < interval {
+        r.cut_since += 1;
+        r.cut_total += 1;
+        return None;
+    }
+    let cut = std::mem::take(&mut r.cut_since);
+    let secs = now.duration_since(r.last_line).as_secs();
+    r.last_line = now;
+    Some(if cut == 0 {
+        String::new()
+    } else {
+        format!(" ({cut} more like this in the last {secs} s were not logged)",)
+    })
+}
+
+/// The totals of every kind of repeated error of which some lines were not logged, one
+/// phrase each, sorted by kind: `not a SysFlow datum: 20000 in all, 19998 not logged`.
+pub fn repeat_totals() -> Vec<String> {
+    let Ok(repeats) = REPEATS.lock() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = repeats
+        .iter()
+        .flatten()
+        .filter(|(_, r)| r.cut_total > 0)
+        .map(|(kind, r)| format!("{kind}: {} in all, {} not logged", r.total, r.cut_total))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Logs, as a warning, the totals of [`repeat_totals`] (nothing when no line was cut): the
+/// end of a process that used [`limited!`](crate::limited).
+pub fn repeat_summary() {
+    let totals = repeat_totals();
+    if !totals.is_empty() {
+        log::warn!("repeated errors: {}", totals.join("; "));
+    }
+}
+
+/// Logs like `log::error!` (or `warn`, ...), at most one line per `kind` per
+/// [`REPEAT_INTERVAL`](crate::logging::REPEAT_INTERVAL); the first line after some were cut
+/// says how many; [`repeat_summary`](crate::logging::repeat_summary) gives the totals.
+/// `kind` is a `&'static str` naming the error, e.g. `"socket: not a SysFlow datum"`.
+///
+/// ```
+/// sf_processor::limited!(error, "example: bad thing", "bad thing number {}", 1);
+/// ```
+#[macro_export]
+macro_rules! limited {
+    ($level:ident, $kind:expr, $($arg:tt)+) => {
+        if let Some(tail) = $crate::logging::repeat_gate($kind) {
+            $crate::logging::__log::$level!("{}{}", format_args!($($arg)+), tail);
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use log as __log;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_errors_are_one_line_per_interval_with_the_count_cut() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let gate = |at: u64| repeat_gate_at("test: repeated", t0 + s * at as u32, s * 10);
+        assert_eq!(gate(0), Some(String::new()));
+        assert_eq!(gate(1), None);
+        assert_eq!(gate(9), None);
+        assert_eq!(
+            gate(10).as_deref(),
+            Some(" (2 more like this in the last 10 s were not logged)")
+        );
+        assert_eq!(gate(25), Some(String::new()));
+        assert_eq!(
+            repeat_totals()
+                .into_iter()
+                .filter(|t| t.starts_with("test: repeated"))
+                .collect::<Vec<_>>(),
+            ["test: repeated: 5 in all, 2 not logged"]
+        );
+    }
 
     #[test]
     fn levels_parse_like_the_reference_flag() {

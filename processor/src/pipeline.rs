@@ -23,10 +23,11 @@
 //! # Chaining
 //!
 //! As in the reference, blocks are joined by channels: `"in": "<type> <channel>"` reads the
-//! channel, `"out": "<type> <channel>"` writes it. The reader writes the channel of the
-//! blocks whose `in` no block produces (`sysflowchan` in the reference's pipelines; a block
-//! without `in` reads it too); every other channel has exactly one producing block, and may
-//! have several consumers (fan-out). The blocks must form a tree fed by the reader: [`parse`]
+//! channel, `"out": "<type> <channel>"` writes it. The reader writes [`READER_CHANNEL`]
+//! (`sysflow sysflowchan`), or the `out` of the reference's `flattener` reader block; a
+//! block without `in` reads it. Every other channel has exactly one producing block, and may
+//! have several consumers (fan-out). An object with a key twice is an error (the JSON
+//! parser would keep the last one silently). The blocks must form a tree fed by the reader: [`parse`]
 //! rejects an `in` that nobody produces, a channel produced twice, an `out` nobody reads,
 //! a type that differs between the two ends of a channel, and cycles.
 //!
@@ -149,6 +150,22 @@ pub enum PipelineError {
         /// The parser's message.
         message: String,
     },
+    /// An object with the same key twice (the JSON parser would keep the last one).
+    #[error(
+        "{path}: line {line}, column {column}: duplicate key {key} in {object}: a key may appear once"
+    )]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The key, quoted.
+        key: String,
+        /// The JSON path of the object (`pipeline[0]`).
+        object: String,
+    },
     /// JSON of the wrong shape.
     #[error("{path}: {json_path}: {message}")]
     Shape {
@@ -178,16 +195,24 @@ pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
 /// # Errors
 /// See [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| PipelineError::Json {
-        path: path.to_owned(),
-        line: e.line(),
-        column: e.column(),
-        message: e
-            .to_string()
-            .split(" at line ")
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+    let doc = parse_json(text).map_err(|(e, at)| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or_default();
+        match message.strip_prefix(DUPLICATE) {
+            Some(key) => PipelineError::Duplicate {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                key: key.to_owned(),
+                object: at.unwrap_or_else(|| "the top-level object".into()),
+            },
+            None => PipelineError::Json {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: message.to_owned(),
+            },
+        }
     })?;
     let shape = |json_path: String, message: String| PipelineError::Shape {
         path: path.to_owned(),
@@ -322,10 +347,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
                 .into(),
         ));
     }
-    let reader_channel = reader
-        .as_ref()
-        .and_then(|r| r.output.as_deref())
-        .map(|o| channel_parts(o).1.to_owned());
+    let reader_channel = reader.as_ref().and_then(|r| r.output.clone());
     link(&mut handlers, reader_channel.as_deref())
         .map_err(|(json_path, message)| shape(json_path, message))?;
     Ok(Pipeline {
@@ -336,9 +358,187 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
     })
 }
 
+/// Parses JSON text like `serde_json::from_str::<Value>`, except that an object with the
+/// same key twice is an error (serde_json keeps the last one silently): the error, with the
+/// JSON path of the object holding it when it is not the top level (`pipeline[0]`).
+pub fn parse_json(text: &str) -> Result<Value, (serde_json::Error, Option<String>)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize::<_, Checked>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = (path != "." && !path.is_empty()).then_some(path);
+        (e.into_inner(), at)
+    })?;
+    de.end().map_err(|e| (e, None))?;
+    Ok(value.0)
+}
+
+const DUPLICATE: &str = "duplicate key ";
+
+/// A JSON value whose objects have no duplicate keys.
+struct Checked(Value);
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Checked, E> {
+        Ok(Checked(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Checked, E> {
+        Ok(Checked(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Checked, E> {
+        Ok(Checked(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Checked, E> {
+        Ok(Checked(Value::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Checked, E> {
+        Ok(Checked(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Checked, E> {
+        Ok(Checked(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Checked, E> {
+        Ok(Checked(Value::Null))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Checked(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Checked(Value::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("{DUPLICATE}{key:?}")));
+            }
+            let Checked(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Checked(Value::Object(out)))
+    }
+}
+
+/// The reader's channel when the pipeline has no `flattener` reader block, as in the
+/// reference: type `sysflow`, channel `sysflowchan`.
+pub const READER_CHANNEL: &str = "sysflow sysflowchan";
+
+/// Keys of a handler block that the launcher reads to build the pipeline.
+pub const BLOCK_KEYS: [&str; 5] = ["processor", "handler", "in", "out", "binary"];
+
+/// The supervision keys of a handler block (read by the launcher).
+pub const SUPERVISION_KEYS: [&str; 10] = [
+    "restart",
+    "restart_limit",
+    "restart_window_s",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "watchdog_ms",
+    "attach_timeout_ms",
+    "poison_after",
+    "overflow",
+    "ring_size",
+];
+
+/// The keys of a handler block that the handler SDK reads for every handler (commits).
+pub const SDK_KEYS: [&str; 3] = ["commit_records", "commit_ms", "commit_failure"];
+
+/// Keys of the reference's reader block (`"handler": "flattener"`).
+pub const READER_BLOCK_KEYS: [&str; 6] = [
+    "processor",
+    "handler",
+    "in",
+    "out",
+    "filter.enabled",
+    "filter.maxage",
+];
+
+/// The key of `known` that `key` is most likely a misspelling of: the same letters and
+/// digits in another case or with other separators (`restartlimit`, `Restart-Limit` for
+/// `restart_limit`), or a letter away (keys of 3 to 5 letters: `topp` for `top`), or two
+/// (longer keys).
+pub fn did_you_mean<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let squash = |k: &str| -> String {
+        k.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let want = squash(key);
+    let mut best: Option<(usize, &str)> = None;
+    for k in known {
+        if k == key {
+            continue;
+        }
+        let d = if squash(k) == want {
+            0
+        } else {
+            edit_distance(&want, &squash(k))
+        };
+        let limit = match want.len() {
+            0..=2 => 0,
+            3..=5 => 1,
+            _ => 2,
+        };
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, k));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Checks the reader block's own keys: `out` is a channel, and the reference's time-decay rate
 /// filter (`filter.enabled`) is not silently ignored. Errors are (key, message).
 fn check_reader_block(attrs: &Map<String, Value>) -> Result<(), (String, String)> {
+    for key in attrs.keys() {
+        if !READER_BLOCK_KEYS.contains(&key.as_str()) {
+            return Err((
+                key.clone(),
+                match did_you_mean(key, READER_BLOCK_KEYS) {
+                    Some(k) => format!("unknown key of the reader block (did you mean {k:?}?)"),
+                    None => format!(
+                        "unknown key of the reader block (it has {})",
+                        READER_BLOCK_KEYS.map(|k| format!("{k:?}")).join(", ")
+                    ),
+                },
+            ));
+        }
+    }
     if let Some(out) = attrs.get("out") {
         match out.as_str() {
             Some(o) if o.split_whitespace().count() == 2 => {}
@@ -372,8 +572,9 @@ fn channel_parts(spec: &str) -> (&str, &str) {
 }
 
 /// Joins the blocks by channel (`upstream`, `downstream`) and checks that they form a tree
-/// fed by the reader, whose channel is `reader_channel` (the reader block's `out`) or, without
-/// a reader block, the first `in` nobody produces. Errors are (JSON path, message).
+/// fed by the reader, whose channel is `reader_channel` (the reader block's `out`, `"<type>
+/// <channel>"`) or, without a reader block, [`READER_CHANNEL`]. Errors are (JSON path,
+/// message).
 fn link(blocks: &mut [HandlerBlock], reader_channel: Option<&str>) -> Result<(), (String, String)> {
     let path = |i: usize, key: &str| format!("pipeline[{}].{key}", blocks[i].index);
     // Who produces each channel.
@@ -393,8 +594,8 @@ fn link(blocks: &mut [HandlerBlock], reader_channel: Option<&str>) -> Result<(),
         }
         producer.insert(channel, i);
     }
-    // The reader's channel: the reader block's, or the first `in` nobody produces.
-    if let Some(channel) = reader_channel
+    // The reader's channel: the reader block's `out`.
+    if let Some(channel) = reader_channel.map(|c| channel_parts(c).1)
         && let Some(&p) = producer.get(channel)
     {
         return Err((
@@ -404,12 +605,9 @@ fn link(blocks: &mut [HandlerBlock], reader_channel: Option<&str>) -> Result<(),
             ),
         ));
     }
-    let reader = reader_channel.or_else(|| {
-        blocks
-            .iter()
-            .map(HandlerBlock::input_channel)
-            .find(|c| !producer.contains_key(c))
-    });
+    // Without a reader block, the reader writes the reference's channel.
+    let reader_spec = reader_channel.unwrap_or(READER_CHANNEL);
+    let (reader_type, reader) = channel_parts(reader_spec);
     let mut upstream = vec![None; blocks.len()];
     for (i, b) in blocks.iter().enumerate() {
         let channel = b.input_channel();
@@ -430,13 +628,22 @@ fn link(blocks: &mut [HandlerBlock], reader_channel: Option<&str>) -> Result<(),
                 }
                 upstream[i] = Some(p);
             }
-            None if Some(channel) == reader => {}
+            None if channel == reader => {
+                let in_type = channel_parts(&b.input).0;
+                if in_type != reader_type {
+                    return Err((
+                        path(i, "in"),
+                        format!(
+                            "channel {channel:?} has type {in_type:?} here but the reader writes {reader_spec:?}"
+                        ),
+                    ));
+                }
+            }
             None => {
                 return Err((
                     path(i, "in"),
                     format!(
-                        "no block has channel {channel:?} as its \"out\" (the reader writes {:?})",
-                        reader.unwrap_or_default()
+                        "no block has channel {channel:?} as its \"out\" (the reader writes {reader:?})"
                     ),
                 ));
             }
@@ -659,6 +866,57 @@ mod tests {
             ),
             "p.json: pipeline: no handler block: the reader block needs at least one block reading its channel"
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_an_error_naming_the_object() {
+        assert_eq!(
+            err(r#"{"pipeline":[{"handler":"printer","restart":"never","restart":"always"}]}"#),
+            "p.json: line 1, column 61: duplicate key \"restart\" in pipeline[0]: a key may appear once"
+        );
+        assert_eq!(
+            err(r#"{"pipeline":[{"handler":"printer"}],"pipeline":[]}"#),
+            "p.json: line 1, column 46: duplicate key \"pipeline\" in the top-level object: a key may appear once"
+        );
+    }
+
+    #[test]
+    fn first_level_blocks_read_the_readers_channel() {
+        assert_eq!(
+            err(r#"{"pipeline":[{"handler":"printer","in":"sysflow otherchan"}]}"#),
+            "p.json: pipeline[0].in: no block has channel \"otherchan\" as its \"out\" (the reader writes \"sysflowchan\")"
+        );
+        assert_eq!(
+            err(r#"{"pipeline":[{"handler":"printer","in":"evt sysflowchan"}]}"#),
+            "p.json: pipeline[0].in: channel \"sysflowchan\" has type \"evt\" here but the reader writes \"sysflow sysflowchan\""
+        );
+        // With the reference's reader block, its `out` is the reader's channel.
+        assert_eq!(
+            err(
+                r#"{"pipeline":[{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan"},{"processor":"policyengine","in":"sysflow sysflowchan"}]}"#
+            ),
+            "p.json: pipeline[1].in: no block has channel \"sysflowchan\" as its \"out\" (the reader writes \"flattenerchan\")"
+        );
+        assert_eq!(
+            err(
+                r#"{"pipeline":[{"processor":"sysflowreader","handler":"flattener","out":"flat flattenerchan","filter.maxag":"1"},{"processor":"policyengine","in":"flat flattenerchan"}]}"#
+            ),
+            "p.json: pipeline[0].filter.maxag: unknown key of the reader block (did you mean \"filter.maxage\"?)"
+        );
+    }
+
+    #[test]
+    fn misspellings_are_recognised() {
+        let known = SUPERVISION_KEYS;
+        assert_eq!(did_you_mean("restartlimit", known), Some("restart_limit"));
+        assert_eq!(did_you_mean("Restart-Limit", known), Some("restart_limit"));
+        assert_eq!(did_you_mean("watchdog_mss", known), Some("watchdog_ms"));
+        assert_eq!(did_you_mean("backof_max_ms", known), Some("backoff_max_ms"));
+        assert_eq!(did_you_mean("restart", known), None, "a known key");
+        assert_eq!(did_you_mean("top", known), None);
+        assert_eq!(did_you_mean("topp", ["top", "file"]), Some("top"));
+        assert_eq!(did_you_mean("in", ["on", "out"]), None);
+        assert_eq!(did_you_mean("rules", known), None);
     }
 
     #[test]

@@ -131,14 +131,22 @@ impl Publisher {
     pub fn publish(&mut self, record: &Record) -> Result<(), NoConsumers> {
         self.seq += 1;
         if let Err(e) = codec::encode(record, &mut self.buf) {
-            log::error!("record {}: cannot serialize: {e}; skipped", self.seq);
+            crate::limited!(
+                error,
+                "records that cannot be serialized",
+                "record {}: cannot serialize: {e}; skipped",
+                self.seq
+            );
             return Ok(());
         }
         let entity = record.kind().is_entity();
         if entity && let Some(journal) = &mut self.journal {
             // Before any ring sees it: a handler resuming after this record finds it there.
-            if let Err(e) = journal.append(self.seq, &self.buf) {
-                log::error!(
+            if let Err(e) = journal.append(self.seq, record.kind() == RecordKind::Header, &self.buf)
+            {
+                crate::limited!(
+                    error,
+                    "entity journal write failures",
                     "record {}: {e}; handlers restarted later may miss this entity",
                     self.seq
                 );
@@ -239,7 +247,9 @@ fn push_all(
             Err(PushError::Aborted) => return Err(NoConsumers),
             Err(e @ PushError::TooLarge { .. }) => {
                 *undeliverable += 1;
-                log::error!(
+                crate::limited!(
+                    error,
+                    "records larger than a ring's largest frame",
                     "record {seq} ({kind}): {e}; skipped for handler {}",
                     ring.name
                 );

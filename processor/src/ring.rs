@@ -6,10 +6,11 @@
 //! when the last process holding it exits: nothing can leak in `/dev/shm`.
 //!
 //! This is the only module of the project with `unsafe` code: the mappings, the raw copies into
-//! and out of the data region. Every `unsafe` block carries a `// SAFETY:` comment and every
+//! and out of the data region, and the hand-over of descriptors and lifetime to child
+//! processes ([`take_inherited`], [`spawn_as_child`]). Every `unsafe` block carries a `// SAFETY:` comment and every
 //! Acquire/Release pair a `// SYNC POINT:` comment naming its partner.
 //!
-//! # Segment layout (layout version 2)
+//! # Segment layout (layout version 3)
 //!
 //! | offset | size | field | written by |
 //! |---|---|---|---|
@@ -28,6 +29,7 @@
 //! | 136 | 8 | `inflight_seq` (sequence number of the frame last returned by [`Consumer::next`]) | consumer |
 //! | 144 | 8 | `handled_seq` (sequence number of the frame last released: handled) | consumer |
 //! | 152 | 8 | `handled_count` (frames handled by every consumer so far) | consumer |
+//! | 160 | 8 | `acked_seq` (sequence number of the last frame before `read_pos`: acknowledged) | consumer |
 //! | 192 | 4 | `data_epoch` (futex word the consumer sleeps on) | producer, third party |
 //! | 196 | 4 | `consumer_sleeping` (0/1) | consumer |
 //! | 256 | 4 | `space_epoch` (futex word the producer sleeps on) | consumer, third party |
@@ -121,7 +123,7 @@ pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SF-RING\0");
 
 /// Version of the segment layout described in the [module documentation](self); bumped on any
 /// change of the header or frame format.
-pub const RING_LAYOUT_VERSION: u32 = 2;
+pub const RING_LAYOUT_VERSION: u32 = 3;
 
 /// Length in bytes of a frame header (`len: u32`, `kind: u32`, `seq: u64`).
 pub const FRAME_HEADER_LEN: usize = 16;
@@ -303,7 +305,8 @@ struct RingHeader {
     inflight_seq: AtomicU64,
     handled_seq: AtomicU64,
     handled_count: AtomicU64,
-    _read_pad: [u8; 32],
+    acked_seq: AtomicU64,
+    _read_pad: [u8; 24],
     // Line 3: the consumer's wait for data.
     data_epoch: AtomicU32,
     consumer_sleeping: AtomicU32,
@@ -331,6 +334,7 @@ const _: () = {
     assert!(std::mem::offset_of!(RingHeader, inflight_seq) == 136);
     assert!(std::mem::offset_of!(RingHeader, handled_seq) == 144);
     assert!(std::mem::offset_of!(RingHeader, handled_count) == 152);
+    assert!(std::mem::offset_of!(RingHeader, acked_seq) == 160);
     assert!(std::mem::offset_of!(RingHeader, data_epoch) == 192);
     assert!(std::mem::offset_of!(RingHeader, space_epoch) == 256);
     assert!(std::mem::offset_of!(RingHeader, producer_wants) == 264);
@@ -825,26 +829,15 @@ impl RingSegment {
         Self { fd }
     }
 
-    /// Opens the segment a parent process passed as descriptor number `raw_fd` (e.g. from a
-    /// `--ring-fd 3` argument), by re-opening `/proc/self/fd/RAW_FD`: this yields a new owned
-    /// descriptor without claiming ownership of the inherited one, which stays open.
+    /// Takes the segment a parent process passed as descriptor number `raw_fd` (e.g. from a
+    /// `--ring 3` argument or an `SF_RING_FD` variable) and marks it close-on-exec, so that
+    /// no program this process starts inherits it. See [`take_inherited`].
     ///
     /// # Errors
     ///
-    /// [`RingError::Io`] if the descriptor is not open or cannot be re-opened read-write.
+    /// As [`take_inherited`].
     pub fn open_inherited(raw_fd: RawFd) -> Result<Self, RingError> {
-        let path = format!("/proc/self/fd/{raw_fd}");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|error| RingError::Io {
-                what: format!("opening inherited ring descriptor {raw_fd} ({path})"),
-                error,
-            })?;
-        Ok(Self {
-            fd: OwnedFd::from(file),
-        })
+        take_inherited(raw_fd).map(|fd| Self { fd })
     }
 
     /// A third-party view of this segment (header only).
@@ -1355,6 +1348,10 @@ pub struct Consumer {
     threshold: u64,
     /// Sequence number of the frame last returned, until it is marked handled.
     current: Option<u64>,
+    /// Sequence number of the last frame returned (0: none since the stream began).
+    returned_seq: u64,
+    /// Sequence number of the last frame before `released` (what `acked_seq` becomes).
+    released_seq: u64,
     /// [`Consumer::hold_acknowledgements`]: `next` does not release frames, only `commit`
     /// does.
     hold: bool,
@@ -1410,8 +1407,11 @@ impl Consumer {
         // Nothing in progress in this consumer yet (a predecessor may have died mid-record).
         h.inflight_seq
             .store(h.handled_seq.load(Ordering::Relaxed), Ordering::Relaxed);
+        let acked = h.acked_seq.load(Ordering::Relaxed);
         let capacity = shared.capacity;
         Ok(Self {
+            returned_seq: acked,
+            released_seq: acked,
             shared,
             mask: capacity as u64 - 1,
             pos: read,
@@ -1446,6 +1446,7 @@ impl Consumer {
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Next<'_>, RingError> {
         if !self.hold {
             self.released = self.pos;
+            self.released_seq = self.returned_seq;
         }
         self.mark_handled();
         if self.shared.header().state.load(Ordering::Relaxed) & STATE_ABORTED != 0 {
@@ -1508,6 +1509,7 @@ impl Consumer {
             self.released = start;
         }
         self.current = Some(seq);
+        self.returned_seq = seq;
         self.shared
             .header()
             .inflight_seq
@@ -1549,6 +1551,7 @@ impl Consumer {
     /// long pause or on shutdown.
     pub fn commit(&mut self) {
         self.released = self.pos;
+        self.released_seq = self.returned_seq;
         self.mark_handled();
         self.publish();
     }
@@ -1649,6 +1652,9 @@ impl Consumer {
         // `Producer::refresh_read` and `Producer::wait_for_space`: we are done reading the
         // bytes before it.
         h.read_pos.store(self.released, Ordering::Release);
+        // After `read_pos`: a monitor may see an older `acked_seq` with the new position (a
+        // lower bound, which is all it is used for), never a newer one with the old.
+        h.acked_seq.store(self.released_seq, Ordering::Release);
         self.published = self.released;
         // SYNC POINT: SeqCst fence, pairs with the SeqCst fence in `wait_until` run by the
         // producer between raising `producer_sleeping` and re-checking `read_pos`.
@@ -1775,6 +1781,24 @@ impl RingMonitor {
         self.header().read_pos.load(Ordering::Relaxed)
     }
 
+    /// Sequence number of the last frame the consumer acknowledged (0: none): a consumer
+    /// that attaches now resumes with a later one. Written by the consumer, so untrusted: at
+    /// most a lower bound for an honest one.
+    pub fn acked_seq(&self) -> u64 {
+        self.header().acked_seq.load(Ordering::Acquire)
+    }
+
+    /// Clears the consumer's pid, before a new consumer process is started: it is
+    /// [attached](RingMonitor::consumer_attached) once it has set its own.
+    pub fn clear_consumer_pid(&self) {
+        self.header().consumer_pid.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether a consumer attached since [`RingMonitor::clear_consumer_pid`] (its pid is set).
+    pub fn consumer_attached(&self) -> bool {
+        self.consumer_pid() != 0
+    }
+
     /// Data capacity of the ring in bytes (checked when attaching).
     pub fn capacity(&self) -> usize {
         self.shared.capacity
@@ -1841,6 +1865,107 @@ impl RingMonitor {
         h.state.fetch_or(flag, Ordering::SeqCst);
         wake(&h.data_epoch);
         wake(&h.space_epoch);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors and process lifetime: the launcher's hand-over to its children
+// ---------------------------------------------------------------------------------------------
+
+/// Descriptor numbers [`take_inherited`] has taken in this process.
+static TAKEN: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes ownership of descriptor `raw_fd`, which the parent process (the launcher) left
+/// open across `exec` and named in an argument or environment variable, and marks it
+/// close-on-exec: the shared memory of the pipeline is never inherited by a program a
+/// handler starts. Each number can be taken once per process.
+///
+/// Only for descriptor numbers handed over that way (as systemd's `LISTEN_FDS`): they are
+/// open when the process starts and nothing else in it owns them.
+///
+/// # Errors
+///
+/// [`RingError::Io`] when `raw_fd` is below 3 (standard streams), is not open, or was taken
+/// already.
+pub fn take_inherited(raw_fd: RawFd) -> Result<OwnedFd, RingError> {
+    let what = || format!("inherited descriptor {raw_fd}");
+    if raw_fd < 3 {
+        return Err(io_error(
+            format!("{} (a standard stream)", what()),
+            Errno::EBADF,
+        ));
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if taken.contains(&raw_fd) {
+        return Err(io_error(
+            format!("{} (taken already)", what()),
+            Errno::EBUSY,
+        ));
+    }
+    // SAFETY: the borrow lives for this one `fcntl` call, which only asks whether the
+    // number is an open descriptor (EBADF otherwise); no object is created from it yet.
+    let probe = fcntl(unsafe { BorrowedFd::borrow_raw(raw_fd) }, FcntlArg::F_GETFD);
+    probe.map_err(|e| io_error(what(), e))?;
+    taken.push(raw_fd);
+    // SAFETY: the descriptor is open (checked above), was inherited from the launcher, which
+    // named it for this use, and is claimed once per process (`TAKEN`): no other object of
+    // this process owns it.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw_fd) };
+    fcntl(&fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(|e| io_error(format!("{}: setting close-on-exec", what()), e))?;
+    Ok(fd)
+}
+
+/// Marks every descriptor from `first` on close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`,
+/// Linux 5.11; on older kernels it does nothing): a process calls it at its start so that
+/// no descriptor it inherited without the flag is passed on to what it runs. One system
+/// call, async-signal-safe.
+pub fn close_on_exec_from(first: u32) {
+    // SAFETY: a raw system call with integer arguments that only sets the close-on-exec
+    // flag of descriptors (none is closed, no memory is touched); its failure (ENOSYS,
+    // EINVAL on old kernels) is ignored.
+    let _ = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first,
+            u32::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// Makes the process `cmd` starts die with the caller, and inherit no descriptor but the
+/// standard streams and `3..3 + inherited` (the ones mapped for it, e.g. by
+/// `command-fds`, whose hook must come first).
+///
+/// Between `fork` and `exec` the child (1) asks the kernel for SIGKILL when its parent dies
+/// (`PR_SET_PDEATHSIG`, kept across `exec`), then checks that its parent is still the
+/// caller, which closes the documented race of a parent that died before the request (the
+/// child then fails to start); this covers a child not built on the handler SDK, and a
+/// launcher killed before the child's first line; (2) marks every other descriptor
+/// close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`, Linux 5.11; older kernels skip it), so
+/// that a descriptor the caller itself inherited without close-on-exec is not passed on.
+///
+/// The signal comes when the *thread* that spawned the child ends (Linux's rule): spawn
+/// from a thread that lives as long as the process (the launcher's main thread).
+pub fn spawn_as_child(cmd: &mut std::process::Command, inherited: u32) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = nix::unistd::getpid();
+    let hook = move || -> std::io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(std::io::Error::from)?;
+        if nix::unistd::getppid() != parent {
+            // The parent died before the request: nobody would stop this child.
+            return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+        }
+        close_on_exec_from(3 + inherited);
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between `fork` and `exec`; it makes three system
+    // calls (prctl, getppid, close_range), allocates nothing (the error is a raw OS error)
+    // and takes no lock, so it is async-signal-safe as `pre_exec` requires.
+    unsafe {
+        cmd.pre_exec(hook);
     }
 }
 

@@ -236,10 +236,28 @@ fn ring_bad_memfd_name_is_an_io_error() {
 }
 
 #[test]
-fn ring_open_inherited_reopens_the_descriptor() {
+fn ring_open_inherited_takes_the_descriptor_once_and_marks_it_close_on_exec() {
+    use std::os::fd::IntoRawFd;
     let segment = RingSegment::create("sf-ring-test-inherited", 4096, WIRE).unwrap();
-    let reopened = RingSegment::open_inherited(segment.fd().as_raw_fd()).unwrap();
-    let mut producer = Producer::attach(reopened.into_fd(), WIRE).unwrap();
+    let other = dup(&segment);
+    // As a child sees it: a bare descriptor number nothing owns.
+    let raw = other.into_raw_fd();
+    nix::fcntl::fcntl(
+        segment.fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let taken = RingSegment::open_inherited(raw).unwrap();
+    let flags = nix::fcntl::fcntl(taken.fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
+    assert_eq!(flags & nix::libc::FD_CLOEXEC, nix::libc::FD_CLOEXEC);
+    let again = RingSegment::open_inherited(raw).unwrap_err();
+    assert_eq!(
+        again.to_string(),
+        format!(
+            "inherited descriptor {raw} (taken already): Device or resource busy (os error 16)"
+        )
+    );
+    let mut producer = Producer::attach(taken.into_fd(), WIRE).unwrap();
     let mut consumer = Consumer::attach(segment.into_fd(), WIRE).unwrap();
     producer.push(5, b"inherited").unwrap();
     producer.flush();
@@ -248,7 +266,11 @@ fn ring_open_inherited_reopens_the_descriptor() {
         other => panic!("{other:?}"),
     }
     let err = RingSegment::open_inherited(987_654).unwrap_err();
-    assert!(err.to_string().contains("987654"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "inherited descriptor 987654: Bad file descriptor (os error 9)"
+    );
+    assert!(RingSegment::open_inherited(1).is_err(), "standard streams");
 }
 
 #[test]

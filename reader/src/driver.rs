@@ -95,7 +95,7 @@ impl FileDamage {
 
 impl ReadSummary {
     /// Files from which no record could be decoded: rejected at open, or read to the end with
-    /// errors and no record. An input error the reader's exit status reports (status 5, which
+    /// errors and no record. An input error the reader's exit status reports ([`READER_FILES_WITHOUT_RECORDS`](sf_processor::exit::READER_FILES_WITHOUT_RECORDS), which
     /// `sf-launch` turns into its 3).
     pub fn files_without_records(&self) -> usize {
         self.files_skipped.len() + self.files_damaged.iter().filter(|d| d.no_record()).count()

@@ -192,6 +192,7 @@ fn run(args: Args) -> ExitCode {
     };
     let undeliverable = publisher.undeliverable();
     publisher.close();
+    logging::repeat_summary();
     log::debug!("{}", driver::describe(&summary));
     if let Some(warning) = driver::input_errors(&summary) {
         log::warn!("{warning}");

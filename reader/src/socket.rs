@@ -20,6 +20,8 @@
 //! - A message that is not a datum, or larger than [`SocketOptions::max_message`] (128 KiB by
 //!   default, `--max-message`), is reported with the connection and message number and
 //!   skipped; the stream goes on.
+//! - Reports of each kind are rate-limited ([`sf_processor::limited!`]): a flood of garbage
+//!   gives one line per kind every 10 s and the totals at the end.
 //! - When the socket has nothing more to read, everything received is flushed to the rings,
 //!   so a quiet collector's last records are not held back (only datums that wait for the
 //!   layout to be decided wait on).
@@ -520,7 +522,9 @@ pub fn serve(
                 Ok(0) if zeros == 0 && !peer_closed(&conn) => {
                     message += 1;
                     summary.undecodable += 1;
-                    log::error!(
+                    sf_processor::limited!(
+                        error,
+                        "socket: empty messages",
                         "{name}: connection {c}, message {message}: empty message; skipped"
                     );
                 }
@@ -535,14 +539,18 @@ pub fn serve(
                     for _ in 0..std::mem::take(&mut zeros) {
                         message += 1;
                         summary.undecodable += 1;
-                        log::error!(
+                        sf_processor::limited!(
+                            error,
+                            "socket: empty messages",
                             "{name}: connection {c}, message {message}: empty message; skipped"
                         );
                     }
                     message += 1;
                     if len > buf.len() {
                         summary.oversized += 1;
-                        log::error!(
+                        sf_processor::limited!(
+                            error,
+                            "socket: messages too large",
                             "{name}: connection {c}, message {message}: {len} bytes, larger than the {max}-byte message limit (--max-message); skipped"
                         );
                         continue;
@@ -551,7 +559,11 @@ pub fn serve(
                         connection.message(&buf[..len], publisher, &mut summary.records)?
                     {
                         summary.undecodable += 1;
-                        log::error!("{name}: connection {c}, message {message}: {e}; skipped");
+                        sf_processor::limited!(
+                            error,
+                            "socket: messages not SysFlow datums",
+                            "{name}: connection {c}, message {message}: {e}; skipped"
+                        );
                     }
                 }
             }

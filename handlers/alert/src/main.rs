@@ -26,6 +26,7 @@ mod alert;
 mod rules;
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use handler_sdk::prelude::*;
 
@@ -109,6 +110,10 @@ impl Alerter {
 }
 
 impl Handler for Alerter {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(ConfigKeys::of::<Config>())
+    }
+
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let cfg: Config = config.parse()?;
         self.rules = rules::compile(cfg.rules)
@@ -134,6 +139,7 @@ impl Handler for Alerter {
             Some(path) => {
                 let f = std::fs::File::options()
                     .create(true)
+                    .mode(0o600)
                     .append(true)
                     .open(&path)
                     .map_err(|e| format!("{path}: {e}"))?;

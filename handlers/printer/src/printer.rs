@@ -11,6 +11,11 @@ fn exe<'a>(ctx: &Context<'a>) -> &'a str {
 }
 
 impl Handler for Printer {
+    fn config_keys() -> Option<ConfigKeys> {
+        // The reference printer takes no settings.
+        Some(ConfigKeys::new(&[]))
+    }
+
     fn handle_network_flow(&mut self, ctx: &Context<'_>, nf: &NetworkFlow) -> HandlerResult {
         log::info!("NetworkFlow {}, {}", exe(ctx), nf.dport);
         Ok(())

@@ -19,6 +19,8 @@
 //! - `crash_on_seq`: abort (SIGABRT) when handling that record, every time.
 //! - `hang_on_seq`: sleep forever when handling that record, every time.
 //! - `sleep_us`: sleep that long on every record (a slow handler).
+//! - `fail_from_seq`: return a handler error for every record from that one on (its line is
+//!   not written): a handler failing on every record, for the log's rate limit.
 //! - with `"out"` (chained): every flow and event it handles is emitted on its output
 //!   channel, annotated with a policy whose `id` is `tag` (default `probe`).
 //!
@@ -26,6 +28,7 @@
 //! ids, comma-separated.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::Duration;
 
 use handler_sdk::prelude::*;
@@ -42,6 +45,8 @@ struct Config {
     #[serde(default)]
     sleep_us: u64,
     #[serde(default)]
+    fail_from_seq: u64,
+    #[serde(default)]
     tag: Option<String>,
 }
 
@@ -52,6 +57,8 @@ struct Probe {
     crash_on_seq: u64,
     hang_on_seq: u64,
     sleep: Duration,
+    /// Records from this sequence number on get a handler error (0: none).
+    fail_from_seq: u64,
     /// The policy emitted records are annotated with (chained only).
     policy: Option<Policy>,
 }
@@ -76,6 +83,11 @@ impl Probe {
         }
         if !self.sleep.is_zero() {
             std::thread::sleep(self.sleep);
+        }
+        if self.fail_from_seq > 0 && seq >= self.fail_from_seq {
+            return Err(
+                format!("probe: fails on purpose from record {}", self.fail_from_seq).into(),
+            );
         }
         let policies = if ctx.policies().is_empty() {
             String::new()
@@ -105,6 +117,10 @@ impl Probe {
 }
 
 impl Handler for Probe {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(ConfigKeys::of::<Config>())
+    }
+
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         #[derive(serde::Deserialize)]
         struct Only {
@@ -118,6 +134,7 @@ impl Handler for Probe {
         };
         let file = std::fs::File::options()
             .create(true)
+            .mode(0o600)
             .append(true)
             .read(true)
             .open(&cfg.file)
@@ -129,6 +146,7 @@ impl Handler for Probe {
         self.crash_on_seq = cfg.crash_on_seq;
         self.hang_on_seq = cfg.hang_on_seq;
         self.sleep = Duration::from_micros(cfg.sleep_us);
+        self.fail_from_seq = cfg.fail_from_seq;
         if config.get_str("out").is_some() {
             let id = cfg.tag.unwrap_or_else(|| "probe".into());
             self.policy = Some(Policy::new(id, "seen by the probe", 0));

@@ -348,6 +348,10 @@ fn process<'a>(ctx: &Context<'a>, oid: &Oid) -> (i64, &'a str) {
 }
 
 impl Handler for Stats {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(ConfigKeys::of::<Config>())
+    }
+
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let cfg: Config = config.parse()?;
         self.top = cfg.top;

@@ -717,3 +717,53 @@ pub fn run_into_dev_full(mut cmd: Command, tag: &Path, what: &str) -> Run {
         .unwrap();
     wait_with_watchdog(child, what)
 }
+
+/// Connects to the reader's socket like the collector does (`SOCK_SEQPACKET`).
+pub fn collector(path: &Path) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    fd
+}
+
+/// The records of `trace`, each as the collector sends it: one Avro binary datum, byte for
+/// byte as in the file (cut by apache-avro, `sf_oracle`).
+pub fn datums(trace: &Path) -> Vec<Vec<u8>> {
+    sf_oracle::datums(&std::fs::read(trace).unwrap()).unwrap()
+}
+
+/// Sends every message on a new collector connection to `sock`, then disconnects.
+pub fn send_connection(sock: &Path, messages: &[Vec<u8>]) {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    let c = collector(sock);
+    for m in messages {
+        send(c.as_raw_fd(), m, MsgFlags::empty()).unwrap();
+    }
+}
+
+/// `ctl status --json` of pipeline `pid`, the whole reply.
+pub fn status_reply_json(pid: u32) -> Option<serde_json::Value> {
+    let (code, out, _) = ctl(pid, &["status", "--json"]);
+    if code != Some(0) {
+        return None;
+    }
+    serde_json::from_str(&out).ok()
+}
+
+/// Writes an executable shell script `name` into `dir` (a handler that is not built on the
+/// SDK).
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}

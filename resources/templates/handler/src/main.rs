@@ -29,6 +29,12 @@ struct Example {
 }
 
 impl Handler for Example {
+    /// The keys of this handler's block (besides the launcher's and the SDK's): a misspelt
+    /// key is then an error before the pipeline starts, with the key meant.
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(ConfigKeys::of::<Config>())
+    }
+
     /// Called once, before the first record, with the handler's block.
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         // A bad block stops the handler with the key at fault:
