@@ -496,9 +496,6 @@ impl Plan {
                 None
             }
         };
-        if let Some(p) = &pipeline {
-            note(check_unsupported(p));
-        }
         let dir = match own_dir() {
             Ok(d) => d,
             Err(e) => return Err(Problems(vec![format!("{e:#}")])),
@@ -725,52 +722,6 @@ fn check_dead_letter(path: &Path) -> anyhow::Result<()> {
             what(e)
         )
     })
-}
-
-/// What the reference's pipeline files may ask for that this pipeline does not do, refused
-/// before anything starts with the key that asks for it: an OpenTelemetry driver (the
-/// reference's `otelkafka`), and the exporter's Elasticsearch, IBM Findings and OpenTelemetry
-/// transports and formats.
-fn check_unsupported(p: &pipeline::Pipeline) -> anyhow::Result<()> {
-    let file = p.source.display();
-    for (i, d) in p
-        .drivers
-        .as_ref()
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if let Some(name) = d["driver"].as_str()
-            && name.starts_with("otel")
-        {
-            bail!(
-                "{file}: drivers[{i}].driver: {name:?} (OpenTelemetry records from Kafka) is not supported: this pipeline reads SysFlow traces (a file, a directory, or --socket)"
-            );
-        }
-    }
-    for b in p.handlers.iter().filter(|b| b.processor == "exporter") {
-        let at = |key: &str| format!("{file}: {}.{key}", b.json_path());
-        let get = |key: &str| b.attributes.get(key).and_then(serde_json::Value::as_str);
-        match get("export") {
-            Some("es") => bail!(
-                "{}: \"es\" (Elasticsearch bulk ingestion) is not supported (supported: terminal, file, syslog, kafka, null)",
-                at("export")
-            ),
-            Some("findings") => bail!(
-                "{}: \"findings\" (IBM Findings API) is not supported (supported: terminal, file, syslog, kafka, null)",
-                at("export")
-            ),
-            _ => {}
-        }
-        if let Some(f @ ("otel" | "occurrence")) = get("format") {
-            bail!(
-                "{}: {f:?} is not supported (supported: json, ecs)",
-                at("format")
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -615,3 +615,115 @@ fn misconfigurations_are_start_errors_with_the_key_and_the_reason() {
     );
     assert_clean(dir.path());
 }
+
+/// The exporter and the policy engine declare their keys: a misspelt key, an older
+/// reference's name or a json handler key in an exporter block is a start error naming it;
+/// a reference key they accept and do not use is a warning; the reference's own pipeline
+/// files pass or fail exactly on what is not supported.
+#[test]
+fn the_exporter_and_the_policy_engine_check_their_own_keys() {
+    assert_exporter_built();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pipeline.json");
+    let exporter = |extra: &str| {
+        format!(r#"{{"pipeline":[{{"processor":"exporter","in":"sysflow sysflowchan"{extra}}}]}}"#)
+    };
+    let policy = |extra: &str| {
+        format!(
+            r#"{{"pipeline":[{{"processor":"policyengine","in":"sysflow sysflowchan","mode":"enrich"{extra}}}]}}"#
+        )
+    };
+    for (text, want) in [
+        (
+            exporter(r#","exprt":"file""#),
+            "pipeline[0].exprt: unknown key (did you mean \"export\"?)",
+        ),
+        (
+            exporter(r#","export":"syslog","host":"10.0.0.1""#),
+            "pipeline[0].host: an older reference's name, not read by this one: write \"syslog.host\"",
+        ),
+        (
+            exporter(r#","export":"file","file":"out.json""#),
+            "pipeline[0].file: a key of the json handler (\"handler\": \"json\"); the exporter's is \"export\": \"file\" with \"file.path\"",
+        ),
+        (
+            exporter(r#","export":"kafka""#),
+            "pipeline[0]: \"kafka.config\" is required with \"export\": \"kafka\" (an object with at least \"bootstrap.servers\")",
+        ),
+        (
+            exporter(r#","format":"otel""#),
+            "pipeline[0].format: \"otel\" (OpenTelemetry records) is not supported by this exporter (supported: json, ecs)",
+        ),
+        (
+            policy(r#","polices":"x.yaml""#),
+            "pipeline[0].polices: unknown key (did you mean \"policies\"?)",
+        ),
+    ] {
+        std::fs::write(&p, &text).unwrap();
+        let want = format!("sf-launch: error: {}: {want}\n", p.display());
+        assert_eq!(check(&[&p]), (Some(2), String::new(), want), "{text}");
+    }
+    for (text, warning) in [
+        (
+            exporter(r#","vault.path":"/run/vault""#),
+            "pipeline[0].vault.path: accepted but has no effect here (the reference's secrets vault)",
+        ),
+        (
+            policy(r#","concurrency":"4""#),
+            "pipeline[0].concurrency: accepted but has no effect here (the reference's worker count; records are checked one at a time, in order)",
+        ),
+    ] {
+        std::fs::write(&p, &text).unwrap();
+        let (code, out, err) = check(&[&p]);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{text}");
+        // The log (warnings on standard output, as the reference logs), then the verdict.
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].starts_with("WARN: ")
+                && lines[0].ends_with(&format!("{}: {warning}", p.display())),
+            "{text}: {out}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("{}: OK: 1 handler (", p.display())),
+            "{out}"
+        );
+    }
+    // The json handler's block keeps its keys.
+    std::fs::write(
+        &p,
+        r#"{"pipeline":[{"handler":"json","file":"out.json","fsync":true}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        check(&[&p]),
+        (
+            Some(0),
+            format!("{}: OK: 1 handler (json)\n", p.display()),
+            String::new()
+        )
+    );
+    let reference = shared().join("reference/pipelines");
+    for file in [
+        "pipeline.local.json",
+        "pipeline.distribution.json",
+        "pipeline.terminal.json",
+    ] {
+        let (code, out, err) = check(&[&reference.join(file)]);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{file}");
+        assert!(
+            out.ends_with(": OK: 2 handlers (policyengine, exporter)\n"),
+            "{file}: {out}"
+        );
+    }
+    let (code, _, err) = check(&[&reference.join("pipeline.elk.json")]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err,
+        format!(
+            "sf-launch: error: {}: pipeline[2].export: \"es\" (Elasticsearch bulk ingestion) is not supported by this exporter (supported: terminal, file, syslog, kafka, null)\n",
+            reference.join("pipeline.elk.json").display()
+        )
+    );
+    assert_clean(dir.path());
+}

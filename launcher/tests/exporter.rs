@@ -544,7 +544,7 @@ fn the_reference_pipelines_unsupported_parts_are_start_errors() {
 }
 
 /// Unknown `export` and `format` values are start errors (the reference falls back to
-/// terminal and json without a word).
+/// terminal and json without a word): the exporter's key check, before anything starts.
 #[test]
 fn unknown_export_or_format_values_stop_the_start() {
     assert_exporter_built();
@@ -552,11 +552,11 @@ fn unknown_export_or_format_values_stop_the_start() {
     for (block, want) in [
         (
             json!({"export": "stdout"}),
-            "\"export\": \"stdout\" is not one of terminal, file, syslog, kafka, null",
+            "pipeline[0].export: \"stdout\" is not one of terminal, file, syslog, kafka, null",
         ),
         (
             json!({"format": "yaml"}),
-            "\"format\": \"yaml\" is not one of json, ecs",
+            "pipeline[0].format: \"yaml\" is not one of json, ecs",
         ),
     ] {
         let mut b = json!({"processor": "exporter", "in": "sysflow sysflowchan"});
@@ -565,8 +565,12 @@ fn unknown_export_or_format_values_stop_the_start() {
         }
         let p = write_blocks(dir.path(), &[b]);
         let run = launch(dir.path(), &[&p, &shared().join("traces/tcp.sf")]);
-        assert_eq!(run.status.code(), Some(1), "{run:?}");
-        assert!(run.stderr.contains(want), "{}", run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{run:?}");
+        assert_eq!(
+            run.stderr,
+            format!("sf-launch: error: {}: {want}\n", p.display())
+        );
+        assert_eq!(run.stdout, "", "nothing started");
     }
     assert_clean(dir.path());
 }

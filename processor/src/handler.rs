@@ -222,6 +222,15 @@ impl ConfigKeys {
         self
     }
 
+    /// Checks the block's values with the handler's own parser, for a handler whose
+    /// configuration is not one serde type (it reads keys by hand): `check` runs after the
+    /// key check, in `sf-launch check` and before the pipeline starts, and its error is
+    /// reported as a start error naming the key.
+    pub fn checked_by(mut self, check: fn(&HandlerConfig) -> Result<(), ConfigError>) -> Self {
+        self.check = Some(check);
+        self
+    }
+
     /// The keys the handler uses.
     pub fn keys(&self) -> &[&'static str] {
         &self.keys
@@ -386,6 +395,27 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// A problem of `config`'s block found by the handler's own parser: `key` is the key's
+    /// path (`None`: the block as a whole), `message` what is wrong. The environment
+    /// variable that set the key, if one did, is named in the message.
+    pub fn new(config: &HandlerConfig, key: Option<&str>, message: impl Into<String>) -> Self {
+        let top = key.map(|k| k.split(['.', '[']).next().unwrap_or_default());
+        ConfigError {
+            handler: config.name.clone(),
+            location: config.location.clone(),
+            env_var: key
+                .and_then(|k| {
+                    config
+                        .overrides
+                        .get(k)
+                        .or_else(|| config.overrides.get(top?))
+                })
+                .cloned(),
+            key: key.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
     /// The handler's name.
     pub fn handler(&self) -> &str {
         &self.handler

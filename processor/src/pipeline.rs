@@ -347,6 +347,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline, PipelineError> {
                 .into(),
         ));
     }
+    // A driver the reader does not have, before the channels it would feed are looked for.
+    for (i, d) in root
+        .get("drivers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(name) = d.get("driver").and_then(Value::as_str)
+            && name.starts_with("otel")
+        {
+            return Err(shape(
+                format!("drivers[{i}].driver"),
+                format!(
+                    "{name:?} (OpenTelemetry records from Kafka) is not supported: this pipeline reads SysFlow traces (a file, a directory, or --socket)"
+                ),
+            ));
+        }
+    }
     let reader_channel = reader.as_ref().and_then(|r| r.output.clone());
     link(&mut handlers, reader_channel.as_deref())
         .map_err(|(json_path, message)| shape(json_path, message))?;

@@ -184,6 +184,132 @@ pub enum ConfigError {
     },
 }
 
+/// The keys of an exporter block the exporter reads (every one, for the json handler's
+/// block too), for the launcher's check of unknown keys ([`config_keys`]).
+pub const KEYS: &[&str] = &[
+    "export",
+    "format",
+    "buffer",
+    "version",
+    "seq",
+    "json.extensions",
+    "file.path",
+    "file.fsync",
+    "syslog.proto",
+    "syslog.host",
+    "syslog.port",
+    "syslog.tag",
+    "syslog.source",
+    "syslog.framing",
+    "syslog.tls.ca",
+    "syslog.tls.verify",
+    "syslog.tls.servername",
+    "kafka.config",
+    "kafka.topic",
+    "kafka.key",
+    "kafka.compression",
+    "kafka.encoding",
+    // The json handler's own keys (an error in an exporter block: see `from_config`).
+    "file",
+    "fsync",
+    "entities",
+    // The names older references read (an error naming today's: see `from_config`).
+    "proto",
+    "host",
+    "port",
+    "tag",
+    "source",
+    "path",
+    "flat",
+];
+
+/// Keys of the reference's for transports this exporter does not have (`es`, `findings`):
+/// accepted with a warning, so that the block's error is the one that says so (`"export":
+/// "es" ... is not supported`), not an unknown key.
+const FOREIGN_KEYS: &[&str] = &[
+    "es.addresses",
+    "es.index",
+    "es.username",
+    "es.password",
+    "es.bulk.numWorkers",
+    "es.bulk.flushBuffer",
+    "es.bulk.flushTimeout",
+    "findings.apikey",
+    "findings.url",
+    "findings.accountid",
+    "findings.provider",
+    "findings.note",
+    "findings.region",
+    "findings.sqlqueryurl",
+    "findings.sqlquerycrn",
+    "findings.s3region",
+    "findings.s3bucket",
+    "findings.path",
+    "findings.pool.capacity",
+    "findings.pool.maxage",
+    "sa.apikey",
+    "sa.url",
+    "sa.accountid",
+    "sa.provider",
+    "sa.note",
+    "sa.sqlqueryurl",
+    "sa.sqlquerycrn",
+    "region",
+];
+
+/// The exporter's keys for [`handler_sdk::Handler::config_keys`]: [`KEYS`], the reference's
+/// keys it accepts and does not use (a warning each: the reference's secrets vault, its
+/// build labels, the `es`/`findings` transports' settings), and a check of the values by
+/// the exporter's own parser (the json handler's when the block says `"handler": "json"`),
+/// so that `sf-launch check` reports a bad value before anything starts.
+pub fn config_keys() -> handler_sdk::ConfigKeys {
+    let mut keys = handler_sdk::ConfigKeys::new(KEYS)
+        .ignored(
+            "vault.secrets",
+            "the reference's secrets vault, for the es and findings credentials",
+        )
+        .ignored("vault.path", "the reference's secrets vault")
+        .ignored("jsonschemaversion", "a label of the reference's builds")
+        .ignored("buildnumber", "a label of the reference's builds");
+    for key in FOREIGN_KEYS {
+        keys = keys.ignored(
+            key,
+            "a setting of the es and findings transports, not supported here",
+        );
+    }
+    keys.checked_by(|config| {
+        let parsed = if config.get_str("handler") == Some("json") {
+            Settings::from_json_handler(config)
+        } else {
+            Settings::from_config(config)
+        };
+        parsed.map(drop).map_err(|e| {
+            let text = e.to_string();
+            match &e {
+                // "\"key\" is required with ...": the block as a whole.
+                ConfigError::Missing { .. } => handler_sdk::ConfigError::new(config, None, text),
+                ConfigError::Unknown { key, .. }
+                | ConfigError::Unsupported { key, .. }
+                | ConfigError::Invalid { key, .. } => {
+                    let prefix = format!("\"{key}\": ");
+                    let reason = text.strip_prefix(&prefix).unwrap_or(&text);
+                    handler_sdk::ConfigError::new(config, Some(key), reason)
+                }
+            }
+        })
+    })
+}
+
+/// Today's names of the keys older references read.
+const OLD_NAMES: &[(&str, &str)] = &[
+    ("proto", "syslog.proto"),
+    ("host", "syslog.host"),
+    ("port", "syslog.port"),
+    ("tag", "syslog.tag"),
+    ("source", "syslog.source"),
+    ("path", "file.path"),
+];
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -223,6 +349,36 @@ impl Settings {
     /// [`ConfigError`] naming the first key that is wrong.
     pub fn from_config(config: &HandlerConfig) -> Result<Settings, ConfigError> {
         let a = &config.attributes;
+        for (old, new) in OLD_NAMES {
+            if a.contains_key(*old) {
+                return Err(invalid(
+                    old,
+                    format!("an older reference's name, not read by this one: write \"{new}\""),
+                ));
+            }
+        }
+        for (key, instead) in [
+            ("file", "\"export\": \"file\" with \"file.path\""),
+            ("fsync", "\"file.fsync\""),
+            ("entities", "nothing: the exporter writes flows and events"),
+        ] {
+            if a.contains_key(key) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "a key of the json handler (\"handler\": \"json\"); the exporter's is {instead}"
+                    ),
+                ));
+            }
+        }
+        if flag(a, "flat", false)? {
+            return Err(ConfigError::Unsupported {
+                key: "flat".into(),
+                value: "true".into(),
+                what: "the reference's flattened JSON layout",
+                supported: "the nested layout is written",
+            });
+        }
         let format = match text(a, "format")?.as_deref() {
             None | Some("json") => Format::Json,
             Some("ecs") => Format::Ecs,
@@ -347,6 +503,9 @@ impl Settings {
         }
         if let Some(v) = a.get("fsync").cloned() {
             a.insert("file.fsync".into(), v);
+        }
+        for key in ["file", "fsync", "entities"] {
+            a.remove(key);
         }
         Settings::from_config(&HandlerConfig::new(&config.name, a))
     }

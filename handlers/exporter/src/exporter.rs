@@ -255,6 +255,10 @@ macro_rules! ancestors {
 }
 
 impl Handler for Exporter {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(crate::config::config_keys())
+    }
+
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let settings = match self.keys {
             Keys::Exporter => Settings::from_config(config),

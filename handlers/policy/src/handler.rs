@@ -313,6 +313,20 @@ impl PolicyHandler {
 }
 
 impl Handler for PolicyHandler {
+    fn config_keys() -> Option<ConfigKeys> {
+        Some(
+            ConfigKeys::of::<Config>()
+                .ignored(
+                    "concurrency",
+                    "the reference's worker count; records are checked one at a time, in order",
+                )
+                .ignored(
+                    "actiondir",
+                    "the reference's directory of Go action plugins; actions are not run",
+                ),
+        )
+    }
+
     fn init(&mut self, config: &HandlerConfig) -> HandlerResult {
         let c: Config = config.parse()?;
         let key = |k: &str| {

@@ -1,8 +1,8 @@
 //! `file`: records appended to `file.path`, one per line.
 //!
-//! The path is opened with `O_APPEND | O_CREAT` (mode 0644 before the umask) and never
-//! truncated, deleted or replaced: a restarted exporter continues the file, and a FIFO or a
-//! character device (`/dev/null`, `/dev/stdout`) is written as it is. (The reference deletes
+//! The path is opened with `O_APPEND | O_CREAT` (mode 0600: records hold command lines and
+//! environments) and never truncated, deleted or replaced: a restarted exporter continues
+//! the file, and a FIFO or a character device (`/dev/null`, `/dev/stdout`) is written as it is. (The reference deletes
 //! the path before opening it: pointed at `/dev/null`, it replaced the device with a regular
 //! file.) [`Transport::reopen`] closes and opens the path again, for logrotate.
 //!
@@ -15,6 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use super::{Batch, Cursor, Transport, TransportError};
 use crate::config::FileSettings;
@@ -58,6 +59,7 @@ impl FileTransport {
             Err(e) => return Err(err(&e)),
         };
         let file = OpenOptions::new()
+            .mode(0o600)
             .append(true)
             .create(true)
             .read(self.regular)
