@@ -48,12 +48,14 @@ cpu_of_policy() {
     local launcher=$1 out=$2 pid ticks hz
     hz=$(getconf CLK_TCK)
     while kill -0 "$launcher" 2>/dev/null; do
-        pid=$(ps --ppid "$launcher" -o pid=,comm= | awk '$2 == "sf-handler-poli" || $2 == "sf-handler-policy" {print $1; exit}')
+        # ps exits 1 while the launcher has no child yet; under `set -e -o pipefail` that
+        # would end the sampler, so its status is ignored.
+        pid=$( (ps --ppid "$launcher" -o pid=,comm= || true) | awk '$2 == "sf-handler-poli" || $2 == "sf-handler-policy" {print $1; exit}')
         if [[ -n $pid ]]; then
             ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true)
             [[ -n $ticks ]] && echo "$ticks $hz" >"$out"
         fi
-        sleep 0.1
+        sleep 0.02
     done
 }
 
@@ -71,7 +73,9 @@ for run in $(seq "$RUNS"); do
             wait "$lp" || { cat "$tmp/err" >&2; exit 1; }
             t1=$(date +%s%N)
             wait
+            [[ -s $tmp/cpu ]] || { echo "no CPU sample of the policy process" >&2; exit 1; }
             read -r ticks hz <"$tmp/cpu"
+            rm -f "$tmp/cpu"
             n=${RECORDS[$in]}
             rate=$(awk -v n="$n" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}')
             us=$(awk -v t="$ticks" -v hz="$hz" -v n="$n" 'BEGIN {printf "%.3f", t / hz / n * 1e6}')
