@@ -8,9 +8,12 @@
 # and, as the SDK's own cost, the same pipeline with `enrich` mode and no policies (the
 # engine passes every record on without evaluating anything).
 # Usage: bench/policy.sh [RUNS]   (default 3; medians; prints load averages per run)
+#        INPUTS="mon" SETS="distribution" bench/policy.sh 1   (a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
+INPUTS=${INPUTS:-mon gen}
+SETS=${SETS:-distribution runtimeintegrity none}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -23,7 +26,7 @@ for i in $(seq -w 0 39); do
         ln -s "$(realpath ../shared/traces/$t.sf)" "$tmp/mon/$i-$t"
     done
 done
-"$TARGET_DIR/release/sf-gen" --records 2000000 "$tmp/gen.sf" >/dev/null
+[[ " $INPUTS " == *" gen "* ]] && "$TARGET_DIR/release/sf-gen" --records 2000000 "$tmp/gen.sf" >/dev/null
 declare -A RECORDS=([mon]=1984800 [gen]=2000000)
 input() { case $1 in mon) echo "$tmp/mon" ;; gen) echo "$tmp/gen.sf" ;; esac; }
 
@@ -62,8 +65,8 @@ cpu_of_policy() {
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 : >"$tmp/results.txt"
 for run in $(seq "$RUNS"); do
-    for in in mon gen; do
-        for set in distribution runtimeintegrity none; do
+    for in in $INPUTS; do
+        for set in $SETS; do
             p=$(pipeline $set)
             l=$(cut -d' ' -f1-3 /proc/loadavg)
             t0=$(date +%s%N)
@@ -85,8 +88,8 @@ for run in $(seq "$RUNS"); do
     done
 done
 echo "input set records/s(median) policy-CPU-us/record(median)"
-for in in mon gen; do
-    for set in distribution runtimeintegrity none; do
+for in in $INPUTS; do
+    for set in $SETS; do
         r=$(awk -v i=$in -v s=$set '$1 == i && $2 == s {print $3}' "$tmp/results.txt" | median)
         u=$(awk -v i=$in -v s=$set '$1 == i && $2 == s {print $4}' "$tmp/results.txt" | median)
         echo "$in $set $r $u"

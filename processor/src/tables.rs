@@ -9,8 +9,13 @@
 //! - a flow or event gets its process by `procOID`, the process's container by `containerId`,
 //!   the container's pod by `podId`, its file by `fileOID` and its new file by `newFileOID`;
 //!   the ancestors follow `poid`.
+//!
+//! Tables hash with foldhash (fast, seeded per process), and a record's references are each
+//! looked up once: the [`Context`] keeps what the lookup found.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+
+use foldhash::HashMap;
 
 use crate::chain::{Emission, Policy};
 use crate::model::{Container, File, Foid, Oid, Pod, Process, Record, SfHeader};
@@ -43,7 +48,8 @@ pub struct EntityTables {
     header: Option<SfHeader>,
     current: Generation,
     previous: Generation,
-    missing: MissingCounts,
+    /// A `Cell` so that [`EntityTables::context`] can count while it hands out references.
+    missing: Cell<MissingCounts>,
 }
 
 /// The longest ancestor chain [`Context::ancestors`] follows; guards against `poid` cycles.
@@ -137,83 +143,74 @@ impl EntityTables {
 
     /// References that did not resolve so far.
     pub fn missing(&self) -> MissingCounts {
-        self.missing
-    }
-
-    fn lookup_process(&mut self, oid: &Oid) -> bool {
-        let found = self.process(oid).is_some();
-        if !found {
-            self.missing.processes += 1;
-            log::debug!("no process entity for OID {oid}");
-        }
-        found
-    }
-
-    fn lookup_file(&mut self, foid: &Foid) -> bool {
-        let found = self.file(foid).is_some();
-        if !found {
-            self.missing.files += 1;
-            log::debug!("no file entity for FOID {foid}");
-        }
-        found
-    }
-
-    fn lookup_container(&mut self, id: Option<&String>) -> Option<String> {
-        let id = id?;
-        if self.container(id).is_some() {
-            Some(id.clone())
-        } else {
-            self.missing.containers += 1;
-            log::debug!("no container entity for ID {id}");
-            None
-        }
+        self.missing.get()
     }
 
     /// Resolves `refs` (counting references that do not resolve) into the [`Context`] of the
-    /// record with sequence number `seq`.
-    pub fn context(&mut self, seq: u64, refs: Refs) -> Context<'_> {
-        let mut keys = ContextKeys::default();
-        if let Some(oid) = refs.process
-            && self.lookup_process(&oid)
-        {
-            keys.process = Some(oid);
-        }
-        if let Some(foid) = refs.file
-            && self.lookup_file(&foid)
-        {
-            keys.file = Some(foid);
-        }
-        if let Some(foid) = refs.new_file
-            && self.lookup_file(&foid)
-        {
-            keys.new_file = Some(foid);
-        }
-        // The container: given (file and container entities), else the process's.
-        let container_id = match (refs.container, keys.process) {
-            (Some(id), _) => Some(id),
-            (None, Some(oid)) => self.process(&oid).and_then(|p| p.container_id.clone()),
-            (None, None) => None,
-        };
-        keys.container = self.lookup_container(container_id.as_ref());
-        let pod_id = refs.pod.or_else(|| {
-            keys.container
-                .as_deref()
-                .and_then(|id| self.container(id))
-                .and_then(|c| c.pod_id.clone())
-        });
-        if let Some(pod_id) = pod_id {
-            if self.pod(&pod_id).is_some() {
-                keys.pod = Some(pod_id);
-            } else {
-                self.missing.pods += 1;
-                log::debug!("no pod entity for ID {pod_id}");
+    /// record with sequence number `seq`. Each reference is looked up once (in this
+    /// generation, then the previous one).
+    pub fn context(&self, seq: u64, refs: Refs) -> Context<'_> {
+        let t: &EntityTables = self;
+        let mut missing = t.missing.get();
+        let process = refs.process.and_then(|oid| {
+            let p = t.process(&oid);
+            if p.is_none() {
+                missing.processes += 1;
+                log::debug!("no process entity for OID {oid}");
             }
+            p
+        });
+        let mut file_of = |foid: Foid| {
+            let f = t.file(&foid);
+            if f.is_none() {
+                missing.files += 1;
+                log::debug!("no file entity for FOID {foid}");
+            }
+            f
+        };
+        let file = refs.file.and_then(&mut file_of);
+        let new_file = refs.new_file.and_then(&mut file_of);
+        // The container: given (file and container entities), else the process's.
+        let container_id = refs
+            .container
+            .as_deref()
+            .or_else(|| process.and_then(|p| p.container_id.as_deref()));
+        let container = container_id.and_then(|id| {
+            let c = t.container(id);
+            if c.is_none() {
+                missing.containers += 1;
+                log::debug!("no container entity for ID {id}");
+            }
+            c
+        });
+        let pod_id = refs
+            .pod
+            .as_deref()
+            .or_else(|| container.and_then(|c| c.pod_id.as_deref()));
+        let pod = pod_id.and_then(|id| {
+            let p = t.pod(id);
+            if p.is_none() {
+                missing.pods += 1;
+                log::debug!("no pod entity for ID {id}");
+            }
+            p
+        });
+        t.missing.set(missing);
+        Context {
+            seq,
+            tables: t,
+            policies: &[],
+            emission: None,
+            process,
+            container,
+            pod,
+            file,
+            new_file,
         }
-        Context::new(seq, self, keys)
     }
 
     /// The [`Context`] of `record` (which, for an entity, must already be stored).
-    pub fn context_for(&mut self, seq: u64, record: &Record) -> Context<'_> {
+    pub fn context_for(&self, seq: u64, record: &Record) -> Context<'_> {
         self.context(seq, Refs::of(record))
     }
 }
@@ -266,15 +263,6 @@ impl Refs {
     }
 }
 
-#[derive(Debug, Default)]
-struct ContextKeys {
-    process: Option<Oid>,
-    file: Option<Foid>,
-    new_file: Option<Foid>,
-    container: Option<String>,
-    pod: Option<String>,
-}
-
 /// The context of one record: its sequence number, the header, its process and that
 /// process's ancestors, container and pod, its file and new file. Entities a record does
 /// not reference, or that were never seen, are `None`.
@@ -295,23 +283,6 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    fn new(seq: u64, tables: &'a EntityTables, keys: ContextKeys) -> Self {
-        Context {
-            seq,
-            tables,
-            policies: &[],
-            emission: None,
-            process: keys.process.as_ref().and_then(|o| tables.process(o)),
-            container: keys
-                .container
-                .as_deref()
-                .and_then(|id| tables.container(id)),
-            pod: keys.pod.as_deref().and_then(|id| tables.pod(id)),
-            file: keys.file.as_ref().and_then(|f| tables.file(f)),
-            new_file: keys.new_file.as_ref().and_then(|f| tables.file(f)),
-        }
-    }
-
     /// The record's sequence number in the stream (1 for the first record the reader
     /// published, counting every record, entities included).
     pub fn seq(&self) -> u64 {
