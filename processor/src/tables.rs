@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn unknown_process_is_counted_and_none() {
-        let mut t = EntityTables::new();
+        let t = EntityTables::new();
         let rec = pe(9);
         assert!(t.context_for(1, &rec).process().is_none());
         assert_eq!(t.missing().processes, 1);

@@ -385,7 +385,7 @@ mod tests {
     }
 
     fn k8s(h: &mut Exporter, n: i64) {
-        let mut tables = EntityTables::new();
+        let tables = EntityTables::new();
         let ke = K8sEvent {
             kind: K8sComponent::Pods,
             action: K8sAction::Deleted,
