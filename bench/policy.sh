@@ -47,18 +47,22 @@ END
 }
 
 # CPU seconds (utime + stime) of the launcher's sf-handler-policy child, last sample before exit.
+# Once the child is found, sampling uses shell builtins only (no fork per sample), so the
+# sampler itself does not take CPU from the pipeline it measures.
 cpu_of_policy() {
-    local launcher=$1 out=$2 pid ticks hz
+    local launcher=$1 out=$2 pid='' hz stat
     hz=$(getconf CLK_TCK)
     while kill -0 "$launcher" 2>/dev/null; do
-        # ps exits 1 while the launcher has no child yet; under `set -e -o pipefail` that
-        # would end the sampler, so its status is ignored.
-        pid=$( (ps --ppid "$launcher" -o pid=,comm= || true) | awk '$2 == "sf-handler-poli" || $2 == "sf-handler-policy" {print $1; exit}')
-        if [[ -n $pid ]]; then
-            ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true)
-            [[ -n $ticks ]] && echo "$ticks $hz" >"$out"
+        if [[ -z $pid ]]; then
+            # ps exits 1 while the launcher has no child yet; under `set -e -o pipefail`
+            # that would end the sampler, so its status is ignored.
+            pid=$( (ps --ppid "$launcher" -o pid=,comm= || true) | awk '$2 == "sf-handler-poli" || $2 == "sf-handler-policy" {print $1; exit}')
+            [[ -z $pid ]] && { sleep 0.02; continue; }
         fi
-        sleep 0.02
+        if read -ra stat <"/proc/$pid/stat" 2>/dev/null; then
+            echo "$((stat[13] + stat[14])) $hz" >"$out"
+        fi
+        sleep 0.05
     done
 }
 

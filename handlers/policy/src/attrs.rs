@@ -534,8 +534,26 @@ pub fn op_flag_names(flags: i32, kind: RecordKind) -> impl Iterator<Item = &'sta
 /// The reference's open-flags names in its order (`sfgo.GetOpenFlags`): `NONE` for 0; the
 /// SDK's `TMPFILE` and `F_CREATED` have no name there.
 fn open_flag_names(flags: i32) -> impl Iterator<Item = &'static str> {
+    (flags == 0).then_some("NONE").into_iter().chain(
+        OPEN_FLAG_NAMES
+            .iter()
+            .filter(move |(bits, _)| flags & bits == *bits)
+            .map(|(_, n)| *n),
+    )
+}
+
+/// The open-flags bits `name` stands for in `sf.file.openflags` (`None` for `NONE` and for
+/// names the reference does not write).
+pub fn open_flag_bits(name: &str) -> Option<i32> {
+    OPEN_FLAG_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(bits, _)| *bits)
+}
+
+const OPEN_FLAG_NAMES: [(i32, &str); 14] = {
     use handler_sdk::model::open_flags::*;
-    const TABLE: [(i32, &str); 14] = [
+    [
         (RDONLY, "RDONLY"),
         (WRONLY, "WRONLY"),
         (RDWR, "RDWR"),
@@ -550,14 +568,8 @@ fn open_flag_names(flags: i32) -> impl Iterator<Item = &'static str> {
         (DIRECTORY, "DIRECTORY"),
         (CLOEXEC, "CLOEXEC"),
         (SYNC, "SYNC"),
-    ];
-    (flags == 0).then_some("NONE").into_iter().chain(
-        TABLE
-            .iter()
-            .filter(move |(bits, _)| flags & bits == *bits)
-            .map(|(_, n)| *n),
-    )
-}
+    ]
+};
 
 fn join_into(buf: &mut String, items: impl Iterator<Item = &'static str>) -> &str {
     for (i, s) in items.enumerate() {
@@ -877,6 +889,17 @@ impl<'a> Rec<'a> {
             Field::PodRestartCnt => self.ctx.pod().map_or(0, |p| p.restart_count),
             Field::Schema => self.ctx.header().map_or(0, |h| h.version),
             _ => 0,
+        }
+    }
+
+    /// The value of a boolean-like attribute ([`ValueType::Bool`], [`ValueType::IntBool`],
+    /// [`ValueType::ParentBool`]) as its text reads: `Some(true)` for `true`, `Some(false)`
+    /// for `false`, `None` for a parent's flag without a parent (`0`).
+    pub fn bool_text(&self, f: Field) -> Option<bool> {
+        match f.value_type() {
+            ValueType::IntBool => Some(self.int_raw(f) != 0),
+            ValueType::ParentBool => self.lineage.nth(1).map(|_| self.bool_value(f)),
+            _ => Some(self.bool_value(f)),
         }
     }
 

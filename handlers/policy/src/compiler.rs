@@ -121,8 +121,22 @@ pub struct RuleInfo {
 pub struct KindProgram {
     /// Enabled drop filters (not folded to false).
     pub filters: Box<[Node]>,
-    /// Enabled, applicable rules (index into [`PolicySet::rules`], condition).
-    pub rules: Box<[(u32, Node)]>,
+    /// Enabled, applicable rules, in file order.
+    pub rules: Box<[CompiledRule]>,
+    /// Number of [`Test::Shared`] slots its conditions use.
+    pub slots: usize,
+}
+
+/// A rule compiled for one record type.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// Index into [`PolicySet::rules`].
+    pub index: u32,
+    /// opFlags bits of which one must be set for `condition` to hold (`None`: no such
+    /// requirement); checked before evaluating it.
+    pub op_flags: Option<i32>,
+    /// The condition.
+    pub condition: Node,
 }
 
 /// Compiled policies.
@@ -156,14 +170,16 @@ impl PolicySet {
         let Some(p) = self.program(rec.kind) else {
             return true;
         };
+        sc.next_record(p.slots);
         if p.filters.iter().any(|f| f.eval(rec, sc)) {
             return false;
         }
+        let flags = rec.ev.op_flags;
         matched.extend(
             p.rules
                 .iter()
-                .filter(|(_, n)| n.eval(rec, sc))
-                .map(|(i, _)| *i),
+                .filter(|r| r.op_flags.is_none_or(|m| flags & m != 0) && r.condition.eval(rec, sc))
+                .map(|r| r.index),
         );
         true
     }
@@ -566,7 +582,7 @@ pub fn compile_sources(
         }
     }
     // Lower each rule and filter for each record type.
-    let mut tables = EntityTables::new();
+    let tables = EntityTables::new();
     let dummy = Record::K8sEvent(K8sEvent {
         kind: K8sComponent::Unknown,
         action: K8sAction::Unknown,
@@ -615,9 +631,23 @@ pub fn compile_sources(
         rules,
         programs: programs
             .into_iter()
-            .map(|(f, r)| KindProgram {
-                filters: f.into(),
-                rules: r.into(),
+            .map(|(mut f, mut r)| {
+                let slots = crate::ir::share_tests(
+                    f.iter_mut().chain(r.iter_mut().map(|(_, n)| n)).collect(),
+                );
+                let rules = r
+                    .into_iter()
+                    .map(|(index, condition)| CompiledRule {
+                        index,
+                        op_flags: condition.required_op_flags(),
+                        condition,
+                    })
+                    .collect();
+                KindProgram {
+                    filters: f.into(),
+                    rules,
+                    slots,
+                }
             })
             .collect(),
         diagnostics: r.diags,
@@ -732,6 +762,87 @@ fn dedup(pieces: Vec<&str>) -> Vec<Box<str>> {
     out
 }
 
+/// Merges the terms of one `or` that compare the same operand with the same operator
+/// (`a startswith X or a startswith Y` is `a startswith (X, Y)`; `sf.opflags = A or
+/// sf.opflags = B` one mask), and, with `negated`, the terms of one `and` that are such
+/// comparisons negated (`not a = X and not a = Y` is `not a in (X, Y)`). Exact, because
+/// every matcher holds when any piece of the value matches any literal; the value is then
+/// read and scanned once instead of once per term. A merged term takes the place of the
+/// first term of its group.
+fn merge_matchers(nodes: Vec<Node>, kind: RecordKind, negated: bool) -> Vec<Node> {
+    struct Group {
+        operand: StrOperand,
+        op: StrOp,
+        pieces: Vec<Box<str>>,
+        at: usize,
+        terms: usize,
+    }
+    fn as_match(n: &Node, negated: bool) -> Option<(&StrOperand, &Matcher)> {
+        let t = match (n, negated) {
+            (Node::Test(t), false) => t,
+            (Node::Not(inner), true) => match &**inner {
+                Node::Test(t) => t,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        match &**t {
+            Test::Match(o, m) => Some((o, m)),
+            _ => None,
+        }
+    }
+    let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+    let mut groups: Vec<Group> = Vec::new();
+    let mut flags: Option<(usize, i32, bool, usize)> = None;
+    for n in nodes {
+        if let Some((o, m)) = as_match(&n, negated) {
+            let (op, pieces) = m.parts();
+            if let Some(g) = groups.iter_mut().find(|g| g.operand == *o && g.op == op) {
+                g.pieces.extend(pieces.into_iter().map(Box::from));
+                g.terms += 1;
+                continue;
+            }
+            groups.push(Group {
+                operand: o.clone(),
+                op,
+                pieces: pieces.into_iter().map(Box::from).collect(),
+                at: out.len(),
+                terms: 1,
+            });
+        } else if !negated && let Node::Flags { mask, none } = n {
+            match &mut flags {
+                Some((_, m, o, terms)) => {
+                    *m |= mask;
+                    *o |= none;
+                    *terms += 1;
+                    continue;
+                }
+                None => flags = Some((out.len(), mask, none, 1)),
+            }
+        }
+        out.push(n);
+    }
+    for g in groups.into_iter().filter(|g| g.terms > 1) {
+        let node = matcher(
+            g.operand,
+            g.op,
+            g.pieces.iter().map(|p| &**p).collect(),
+            kind,
+        );
+        out[g.at] = if negated {
+            Node::Not(Box::new(node))
+        } else {
+            node
+        };
+    }
+    if let Some((at, mask, none, terms)) = flags
+        && terms > 1
+    {
+        out[at] = Node::Flags { mask, none };
+    }
+    out
+}
+
 /// `lhs op any-of pieces`, `lhs` not a literal.
 fn matcher(lhs: StrOperand, op: StrOp, pieces: Vec<&str>, kind: RecordKind) -> Node {
     if pieces.is_empty() {
@@ -753,7 +864,35 @@ fn matcher(lhs: StrOperand, op: StrOp, pieces: Vec<&str>, kind: RecordKind) -> N
                 if mask == 0 && !none {
                     return Node::Const(false);
                 }
-                return test(Test::Flags { mask, none });
+                return Node::Flags { mask, none };
+            }
+            if let StrOperand::Field(f) = lhs
+                && matches!(
+                    f.value_type(),
+                    ValueType::Bool | ValueType::IntBool | ValueType::ParentBool
+                )
+            {
+                let has = |t: &str| pieces.contains(&t);
+                return test(Test::Bool {
+                    field: f,
+                    if_true: has("true"),
+                    if_false: has("false"),
+                    if_no_parent: f.value_type() == ValueType::ParentBool && has("0"),
+                });
+            }
+            if lhs == StrOperand::Field(Field::OpenFlags) && !foldable(Field::OpenFlags, kind) {
+                let masks: Vec<i32> = pieces
+                    .iter()
+                    .filter_map(|p| attrs::open_flag_bits(p))
+                    .collect();
+                let none = pieces.contains(&"NONE");
+                if masks.is_empty() && !none {
+                    return Node::Const(false);
+                }
+                return test(Test::OpenFlags {
+                    masks: masks.into(),
+                    none,
+                });
             }
             if let StrOperand::Field(f) = lhs
                 && f.value_type() == ValueType::Int
@@ -821,6 +960,7 @@ fn lower(e: &RExpr, zero: &Rec<'_>) -> Node {
                     n => out.push(n),
                 }
             }
+            let mut out = merge_matchers(out, zero.kind, false);
             match out.len() {
                 0 => Node::Const(false),
                 1 => out.pop().unwrap_or(Node::Const(false)),
@@ -836,6 +976,7 @@ fn lower(e: &RExpr, zero: &Rec<'_>) -> Node {
                     n => out.push(n),
                 }
             }
+            let mut out = merge_matchers(out, zero.kind, true);
             match out.len() {
                 0 => Node::Const(true),
                 1 => out.pop().unwrap_or(Node::Const(true)),

@@ -122,8 +122,8 @@ impl PieceSet {
 pub enum Finder {
     /// One piece.
     One(Box<memchr::memmem::Finder<'static>>),
-    /// Many pieces, one automaton.
-    Many(AhoCorasick),
+    /// Many pieces, one automaton (and the pieces it was built from).
+    Many(AhoCorasick, Box<[Box<str>]>),
 }
 
 impl Finder {
@@ -140,14 +140,24 @@ impl Finder {
             Finder::Many(
                 AhoCorasick::new(pieces.iter().map(|p| p.as_bytes()))
                     .expect("an Aho-Corasick automaton of policy literals"),
+                pieces.into(),
             )
+        }
+    }
+
+    /// The pieces searched for.
+    pub fn pieces(&self) -> Vec<&str> {
+        match self {
+            // The needle was made from a `&str`.
+            Finder::One(f) => vec![std::str::from_utf8(f.needle()).unwrap_or_default()],
+            Finder::Many(_, p) => p.iter().map(|p| &**p).collect(),
         }
     }
 
     fn is_match(&self, s: &str) -> bool {
         match self {
             Finder::One(f) => f.find(s.as_bytes()).is_some(),
-            Finder::Many(ac) => ac.is_match(s),
+            Finder::Many(ac, _) => ac.is_match(s),
         }
     }
 }
@@ -168,6 +178,19 @@ pub enum Matcher {
 }
 
 impl Matcher {
+    /// The operator and the literal pieces (lower-cased for [`Matcher::IContains`]): what
+    /// the matcher was built from, for merging the matchers of one operand.
+    pub fn parts(&self) -> (StrOp, Vec<&str>) {
+        match self {
+            Matcher::Eq(PieceSet::Few(v)) => (StrOp::Eq, v.iter().map(|p| &**p).collect()),
+            Matcher::Eq(PieceSet::Many(h)) => (StrOp::Eq, h.iter().map(|p| &**p).collect()),
+            Matcher::Contains(f) => (StrOp::Contains, f.pieces()),
+            Matcher::IContains(f) => (StrOp::IContains, f.pieces()),
+            Matcher::StartsWith(v) => (StrOp::StartsWith, v.iter().map(|p| &**p).collect()),
+            Matcher::EndsWith(v) => (StrOp::EndsWith, v.iter().map(|p| &**p).collect()),
+        }
+    }
+
     fn matches(&self, v: &str, lower: &mut String) -> bool {
         match self {
             Matcher::Eq(set) => {
@@ -212,16 +235,36 @@ pub enum Test {
     Int(IntOperand, Cmp, IntOperand),
     /// A numeric attribute's decimal text equals one of these numbers.
     IntIn(Field, Box<[i64]>),
-    /// `sf.opflags = X` / `in (...)`: one of the bits of `mask` is set, or, with `none`, no
-    /// named bit is (the empty name).
-    Flags {
-        /// The bits named.
-        mask: i32,
-        /// Whether the empty name was one of the pieces.
-        none: bool,
-    },
     /// The attribute has a non-zero value.
     Exists(Field),
+    /// A boolean attribute (`sf.file.is_open_write`, `sf.proc.tty`, `sf.pproc.tty`, ...)
+    /// compared with literals: the outcome for each of its texts, decided when compiling.
+    Bool {
+        /// The attribute.
+        field: Field,
+        /// Whether the text `true` is one of the pieces.
+        if_true: bool,
+        /// Whether `false` is.
+        if_false: bool,
+        /// Whether `0` is (a parent's flag without a parent reads `0`).
+        if_no_parent: bool,
+    },
+    /// `sf.file.openflags = X` / `in (...)`: one of the flags named is set (all bits of
+    /// `masks[i]`), or, with `none`, there is no flag (the name `NONE`).
+    OpenFlags {
+        /// The bits of each name.
+        masks: Box<[i32]>,
+        /// Whether `NONE` was one of the pieces.
+        none: bool,
+    },
+    /// A test that occurs more than once in the program of a record type: evaluated once
+    /// per record, the outcome kept in [`Scratch`] slot `slot`.
+    Shared {
+        /// The slot.
+        slot: u32,
+        /// The test.
+        test: Box<Test>,
+    },
 }
 
 /// A compiled condition.
@@ -235,23 +278,51 @@ pub enum Node {
     Or(Box<[Node]>),
     /// Not.
     Not(Box<Node>),
+    /// `sf.opflags = X` / `in (...)`: one of the bits of `mask` is set, or, with `none`, no
+    /// named bit is (the empty name). A node of its own, not a [`Test`]: most rules start
+    /// with it, and it is read without following a pointer.
+    Flags {
+        /// The bits named.
+        mask: i32,
+        /// Whether the empty name was one of the pieces.
+        none: bool,
+    },
     /// A test.
     Test(Box<Test>),
 }
 
-/// Reused buffers of an evaluation.
+/// Reused buffers of an evaluation, and the outcomes of [`Test::Shared`] tests for the
+/// record being evaluated.
 #[derive(Debug, Default)]
 pub struct Scratch {
     a: String,
     b: String,
     lower: String,
     path: String,
+    /// The record number of the current record ([`Scratch::next_record`]).
+    record: u32,
+    /// Per slot: the record number its outcome is of, and the outcome.
+    shared: Vec<(u32, bool)>,
 }
 
 impl Scratch {
     /// Empty buffers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Starts the evaluation of a record whose program has `slots` shared tests: outcomes
+    /// kept for the previous record no longer count.
+    pub fn next_record(&mut self, slots: usize) {
+        if self.shared.len() < slots {
+            self.shared.resize(slots, (0, false));
+        }
+        self.record = self.record.wrapping_add(1);
+        if self.record == 0 {
+            // After 2^32 records: forget every stamp, so none can match by accident.
+            self.shared.iter_mut().for_each(|s| s.0 = 0);
+            self.record = 1;
+        }
     }
 }
 
@@ -293,7 +364,31 @@ impl Node {
             Node::And(all) => all.iter().all(|n| n.eval(rec, sc)),
             Node::Or(any) => any.iter().any(|n| n.eval(rec, sc)),
             Node::Not(n) => !n.eval(rec, sc),
+            Node::Flags { mask, none } => {
+                let flags = rec.ev.op_flags;
+                flags & mask != 0 || (*none && flags & NAMED_OP_FLAGS == 0)
+            }
             Node::Test(t) => t.eval(rec, sc),
+        }
+    }
+
+    /// opFlags bits of which at least one must be set for the condition to hold, or `None`
+    /// when it can hold whatever the opFlags (used to skip rules without evaluating them).
+    pub fn required_op_flags(&self) -> Option<i32> {
+        match self {
+            Node::Const(false) => Some(0),
+            Node::Flags { mask, none: false } => Some(*mask),
+            // Every conjunct must hold: the most selective one is a requirement.
+            Node::And(all) => all
+                .iter()
+                .filter_map(Node::required_op_flags)
+                .min_by_key(|m| m.count_ones()),
+            // One alternative must hold: each must be restricted, any of them will do.
+            Node::Or(any) => any
+                .iter()
+                .map(Node::required_op_flags)
+                .try_fold(0, |acc, m| m.map(|m| acc | m)),
+            _ => None,
         }
     }
 
@@ -303,7 +398,7 @@ impl Node {
             Node::Const(_) => 0,
             Node::And(v) | Node::Or(v) => v.iter().map(Node::size).sum(),
             Node::Not(n) => n.size(),
-            Node::Test(_) => 1,
+            Node::Test(_) | Node::Flags { .. } => 1,
         }
     }
 }
@@ -317,7 +412,9 @@ impl Test {
                 m.matches(v, lower)
             }
             Test::Dyn(l, op, r) => {
-                let Scratch { a, b, path, lower } = sc;
+                let Scratch {
+                    a, b, path, lower, ..
+                } = sc;
                 let lv = operand(rec, l, a, path);
                 // The second operand needs its own path buffer.
                 let rv = operand(rec, r, b, lower);
@@ -328,13 +425,84 @@ impl Test {
                 let v = rec.int_value(*f);
                 vals.contains(&v)
             }
-            Test::Flags { mask, none } => {
-                let flags = rec.ev.op_flags;
-                flags & mask != 0 || (*none && flags & NAMED_OP_FLAGS == 0)
-            }
             Test::Exists(f) => rec.exists(*f, &mut sc.a),
+            Test::Bool {
+                field,
+                if_true,
+                if_false,
+                if_no_parent,
+            } => match rec.bool_text(*field) {
+                Some(true) => *if_true,
+                Some(false) => *if_false,
+                None => *if_no_parent,
+            },
+            Test::OpenFlags { masks, none } => {
+                let flags = rec.ev.open_flags;
+                (*none && flags == 0) || masks.iter().any(|m| flags & m == *m)
+            }
+            Test::Shared { slot, test } => {
+                let i = *slot as usize;
+                let (stamp, outcome) = sc.shared[i];
+                if stamp == sc.record {
+                    return outcome;
+                }
+                let outcome = test.eval(rec, sc);
+                sc.shared[i] = (sc.record, outcome);
+                outcome
+            }
         }
     }
+
+    /// Whether evaluating the test costs more than remembering its outcome: it reads a
+    /// string attribute.
+    fn worth_sharing(&self) -> bool {
+        matches!(self, Test::Match(..) | Test::Dyn(..))
+            || matches!(self, Test::Exists(f) if f.value_type() == crate::attrs::ValueType::Str)
+    }
+}
+
+/// Makes every test that occurs more than once in `nodes` (the filters and rules of one
+/// record type) a [`Test::Shared`] one, so that it is evaluated once per record however
+/// many rules and macros use it. Tests are the same when their compiled forms print the
+/// same. Returns the number of slots (for [`Scratch::next_record`]).
+pub fn share_tests(mut nodes: Vec<&mut Node>) -> usize {
+    fn visit(n: &mut Node, f: &mut impl FnMut(&mut Box<Test>)) {
+        match n {
+            Node::And(v) | Node::Or(v) => v.iter_mut().for_each(|c| visit(c, f)),
+            Node::Not(c) => visit(c, f),
+            Node::Test(t) => f(t),
+            Node::Const(_) | Node::Flags { .. } => {}
+        }
+    }
+    let mut count: rustc_hash::FxHashMap<String, (usize, Option<u32>)> = Default::default();
+    for n in nodes.iter_mut() {
+        visit(n, &mut |t| {
+            if t.worth_sharing() {
+                count.entry(format!("{t:?}")).or_default().0 += 1;
+            }
+        });
+    }
+    let mut slots = 0u32;
+    for n in nodes.iter_mut() {
+        visit(n, &mut |t| {
+            if !t.worth_sharing() {
+                return;
+            }
+            let Some((uses, slot)) = count.get_mut(&format!("{t:?}")) else {
+                return;
+            };
+            if *uses < 2 {
+                return;
+            }
+            let slot = *slot.get_or_insert_with(|| {
+                slots += 1;
+                slots - 1
+            });
+            let test = std::mem::replace(t, Box::new(Test::Exists(Field::Type)));
+            **t = Test::Shared { slot, test };
+        });
+    }
+    slots as usize
 }
 
 /// The value of operand `o` on `rec`, owned (for folding when compiling).

@@ -88,7 +88,7 @@ fn tables() -> EntityTables {
 /// The rules of `src` that hold for a file flow of pid 2 reading `rbytes` bytes.
 fn matches(src: &str, rbytes: i64) -> Vec<String> {
     let set = compile_sources(&[("t.yaml".into(), src.into())], Options::default()).unwrap();
-    let mut t = tables();
+    let t = tables();
     let ff = file_flow(2, rbytes);
     let rec = Record::FileFlow(ff.clone());
     let ctx = t.context_for(9, &rec);
@@ -159,6 +159,79 @@ fn comparisons_split_on_commas_pmatch_is_containment_numbers_default_to_zero() {
             "unknown"
         ]
     );
+}
+
+#[test]
+fn merged_specialised_and_shared_tests_keep_their_meaning() {
+    // The compiler merges `or`s of one operand (and `and`s of negated ones), reads
+    // openflags and booleans as bits, and evaluates a test used by several rules once per
+    // record: none of it may change an outcome. The flow: pid 2 (bash, parent apache2, no
+    // tty) opens /etc/passwd read-only (openflags 1 = RDONLY).
+    let shared = "sf.proc.exe contains bash and sf.proc.name pmatch (ba, zz)";
+    let src = [
+        rule("of-rdonly", "sf.file.openflags = RDONLY"),
+        rule("of-creat-none", "sf.file.openflags in (CREAT, NONE)"),
+        rule(
+            "of-or",
+            "sf.file.openflags = CREAT or sf.file.openflags = RDONLY",
+        ),
+        rule("read-true", "sf.file.is_open_read = true"),
+        rule("read-false", "sf.file.is_open_read = false"),
+        rule("write-in-false", "sf.file.is_open_write in (false, x)"),
+        rule("ptty-false", "sf.pproc.tty = false"),
+        rule("ptty-zero", "sf.pproc.tty = 0"),
+        rule(
+            "starts-etc",
+            "sf.file.path startswith /usr or sf.file.path startswith /etc",
+        ),
+        rule(
+            "starts-var",
+            "sf.file.path startswith /usr or sf.file.path startswith /var",
+        ),
+        rule(
+            "mixed-or",
+            "sf.proc.name = zsh or sf.proc.name in (sh, ksh) or sf.proc.name contains as",
+        ),
+        rule(
+            "not-bash",
+            "not sf.proc.name = bash and not sf.proc.name = sh",
+        ),
+        rule(
+            "not-zsh",
+            "not sf.proc.name = zsh and not sf.proc.name = sh",
+        ),
+        rule("opflags-or", "sf.opflags = EXEC or sf.opflags = OPEN"),
+        rule(
+            "shared-1",
+            &format!("{shared} and sf.file.path = /etc/passwd"),
+        ),
+        rule("shared-2", &format!("{shared} and sf.file.path = /x")),
+        rule("shared-3", &format!("not ({shared}) or fd.name = passwd")),
+    ]
+    .concat();
+    assert_eq!(
+        matches(&src, 1),
+        [
+            "of-rdonly",
+            "of-or",
+            "read-true",
+            "write-in-false",
+            "ptty-false",
+            "starts-etc",
+            "mixed-or",
+            "not-zsh",
+            "opflags-or",
+            "shared-1",
+            "shared-3"
+        ]
+    );
+    // The same rules one by one (nothing shared between rules) agree.
+    let one_by_one: Vec<String> = src
+        .split("- rule: ")
+        .filter(|r| !r.is_empty())
+        .flat_map(|r| matches(&format!("- rule: {r}"), 1))
+        .collect();
+    assert_eq!(one_by_one, matches(&src, 1));
 }
 
 #[test]
