@@ -89,6 +89,7 @@ pub mod logging {
 /// Logs a repeated message at most once per kind every 10 s, with the count of those not
 /// logged, and the totals at the end of the process: `handler_sdk::limited!(error,
 /// "transport down", "cannot send: {e}")`.
+pub use sf_processor::gopath;
 pub use sf_processor::limited;
 pub use sf_processor::model;
 pub use sf_processor::tables::{Ancestors, Context, EntityTables};

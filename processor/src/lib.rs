@@ -13,6 +13,7 @@
 //! - [`snapshot`]: a stateful handler's snapshot store, which gives a restarted handler its
 //!   state back;
 //! - [`exit`]: the exit statuses of `sf-launch` and of the processes it runs;
+//! - [`gopath`]: Go's path functions as the reference applies them to SysFlow paths;
 //! - [`pipeline`]: the pipeline configuration (`pipeline.json`);
 //! - [`logging`]: the log format shared by all processes.
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@
 pub mod chain;
 pub mod codec;
 pub mod exit;
+pub mod gopath;
 pub mod handler;
 pub mod journal;
 pub mod logging;

@@ -50,6 +50,8 @@ pub struct EntityTables {
     previous: Generation,
     /// A `Cell` so that [`EntityTables::context`] can count while it hands out references.
     missing: Cell<MissingCounts>,
+    /// See [`EntityTables::epoch`].
+    epoch: u64,
 }
 
 /// The longest ancestor chain [`Context::ancestors`] follows; guards against `poid` cycles.
@@ -66,6 +68,12 @@ impl EntityTables {
     ///
     /// Gives a flow or event record back unchanged (`Some`): those are not entities.
     pub fn store(&mut self, record: Record) -> Option<Record> {
+        if matches!(
+            record,
+            Record::Header(_) | Record::Container(_) | Record::Pod(_) | Record::Process(_)
+        ) {
+            self.epoch += 1;
+        }
         match record {
             Record::Header(h) => {
                 self.previous = std::mem::take(&mut self.current);
@@ -86,6 +94,14 @@ impl EntityTables {
             other => return Some(other),
         }
         None
+    }
+
+    /// A counter that changes whenever a store could change what a record's process
+    /// reference resolves to: its process, ancestors, container or pod (a header, container,
+    /// pod or process stored; not a file). A handler that derives something from those
+    /// (an encoded lineage, a joined ancestor list) may keep it while the epoch stays the same.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The last header seen.
@@ -383,7 +399,7 @@ impl<'a> Context<'a> {
 }
 
 /// Iterator over a process's ancestors, parent first. See [`Context::ancestors`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ancestors<'a> {
     tables: &'a EntityTables,
     next: Option<Oid>,
@@ -515,6 +531,37 @@ mod tests {
         let rec = pe(9);
         assert!(t.context_for(1, &rec).process().is_none());
         assert_eq!(t.missing().processes, 1);
+    }
+
+    #[test]
+    fn the_epoch_moves_with_what_a_process_reference_resolves_to() {
+        let mut t = EntityTables::new();
+        let e0 = t.epoch();
+        t.store(Record::Process(proc(1, None, Some("c1"))));
+        let e1 = t.epoch();
+        assert_ne!(e0, e1, "a process");
+        t.store(Record::File(File {
+            state: ObjectState::Created,
+            oid: Foid([7; 20]),
+            ts: 1,
+            restype: i32::from(b'f'),
+            path: "/etc/passwd".into(),
+            container_id: None,
+        }));
+        assert_eq!(t.epoch(), e1, "a file changes no process's context");
+        t.store(Record::Container(Container {
+            id: "c1".into(),
+            name: "web".into(),
+            image: "nginx".into(),
+            imageid: "sha".into(),
+            r#type: ContainerType::Docker,
+            privileged: false,
+            pod_id: None,
+        }));
+        let e2 = t.epoch();
+        assert_ne!(e2, e1, "a container");
+        t.store(header());
+        assert_ne!(t.epoch(), e2, "a header");
     }
 
     #[test]

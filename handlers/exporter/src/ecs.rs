@@ -11,11 +11,13 @@
 //!  "process":{…},"user":{…},"tags":[…]}
 //! ```
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
+use handler_sdk::gopath;
 use handler_sdk::model::{K8sAction, Process, RecordKind, op_flags};
 use sha1::{Digest, Sha1};
 
-use crate::gopath;
 use crate::json::{UNKNOWN_ID, tree_cmdline};
 use crate::jw;
 use crate::view::{Conn, View};
@@ -404,7 +406,8 @@ fn container(out: &mut Vec<u8>, v: &View<'_>) {
 
 fn file(out: &mut Vec<u8>, v: &View<'_>) {
     let raw = v.file.map_or("", |f| f.path.trim());
-    let (path, _) = gopath::parse_sym_path(raw);
+    let mut link = String::new();
+    let path = gopath::parse_sym_path(raw, &mut link);
     let mut file_type = match v.file.map(|f| f.restype) {
         Some(t) if t == i32::from(b'f') => "file",
         Some(t) if t == i32::from(b'd') => "dir",
@@ -420,16 +423,20 @@ fn file(out: &mut Vec<u8>, v: &View<'_>) {
     } else {
         0
     };
-    let (fpath, name) = if path.is_empty() {
-        (format!("/proc/{}/fd/{fd}", v.pid()), fd.to_string())
+    let (fpath, name): (Cow<'_, str>, Cow<'_, str>) = if path.is_empty() {
+        (
+            format!("/proc/{}/fd/{fd}", v.pid()).into(),
+            fd.to_string().into(),
+        )
     } else {
-        (path.to_owned(), gopath::base(path).to_owned())
+        (path.into(), gopath::base(path).into())
     };
     out.extend_from_slice(b",\"file\":{\"directory\":");
     if file_type == "dir" {
         jw::string(out, &fpath);
     } else {
-        jw::string(out, &gopath::dir(&fpath));
+        let mut buf = String::new();
+        jw::string(out, gopath::dir(&fpath, &mut buf));
         key(out, false, "name");
         jw::string(out, &name);
         if fpath != name {

@@ -64,6 +64,8 @@ pub struct Exporter {
     uncommitted: bool,
     down: Option<Down>,
     exported: u64,
+    /// The JSON sections that depend on the process only, encoded once per process.
+    sections: json::SectionCache,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -124,12 +126,13 @@ impl Exporter {
         };
         let buf = &mut self.batch.buf;
         match settings.format {
-            Format::Json => json::encode_with(
+            Format::Json => json::encode(
                 buf,
                 view,
                 Extensions {
                     on: settings.extensions,
                 },
+                &mut self.sections,
             ),
             Format::Ecs => ecs::encode(buf, view, &settings.version),
         }
@@ -248,12 +251,6 @@ impl Exporter {
     }
 }
 
-macro_rules! ancestors {
-    ($ctx:expr) => {
-        &$ctx.ancestors().collect::<Vec<&Process>>()
-    };
-}
-
 impl Handler for Exporter {
     fn config_keys() -> Option<ConfigKeys> {
         Some(crate::config::config_keys())
@@ -288,25 +285,25 @@ impl Handler for Exporter {
     }
 
     fn handle_process_event(&mut self, ctx: &Context<'_>, e: &ProcessEvent) -> HandlerResult {
-        self.export(ctx, &View::process_event(ctx, e, ancestors!(ctx)))
+        self.export(ctx, &View::process_event(ctx, e))
     }
     fn handle_process_flow(&mut self, ctx: &Context<'_>, f: &ProcessFlow) -> HandlerResult {
-        self.export(ctx, &View::process_flow(ctx, f, ancestors!(ctx)))
+        self.export(ctx, &View::process_flow(ctx, f))
     }
     fn handle_file_flow(&mut self, ctx: &Context<'_>, f: &FileFlow) -> HandlerResult {
-        self.export(ctx, &View::file_flow(ctx, f, ancestors!(ctx)))
+        self.export(ctx, &View::file_flow(ctx, f))
     }
     fn handle_file_event(&mut self, ctx: &Context<'_>, e: &FileEvent) -> HandlerResult {
-        self.export(ctx, &View::file_event(ctx, e, ancestors!(ctx)))
+        self.export(ctx, &View::file_event(ctx, e))
     }
     fn handle_network_flow(&mut self, ctx: &Context<'_>, f: &NetworkFlow) -> HandlerResult {
-        self.export(ctx, &View::network_flow(ctx, f, ancestors!(ctx)))
+        self.export(ctx, &View::network_flow(ctx, f))
     }
     fn handle_network_event(&mut self, ctx: &Context<'_>, e: &NetworkEvent) -> HandlerResult {
-        self.export(ctx, &View::network_event(ctx, e, ancestors!(ctx)))
+        self.export(ctx, &View::network_event(ctx, e))
     }
     fn handle_k8s_event(&mut self, ctx: &Context<'_>, e: &K8sEvent) -> HandlerResult {
-        self.export(ctx, &View::k8s_event(ctx, e, &[]))
+        self.export(ctx, &View::k8s_event(ctx, e))
     }
 
     fn idle(&mut self) {
@@ -345,7 +342,11 @@ impl Handler for Exporter {
                 self.batch.len() - self.cursor.records
             );
         }
-        log::debug!("exporter: {} records exported", self.exported);
+        let (hits, misses) = self.sections.counts();
+        log::debug!(
+            "exporter: {} records exported; process sections encoded {misses} times, copied {hits} times",
+            self.exported
+        );
     }
 }
 

@@ -15,9 +15,9 @@
 //! `meta` and `node` only. Where this differs from the reference, and why, is listed in the
 //! crate's README ("Differences from the reference").
 
-use handler_sdk::model::{Process, RecordKind, op_flags, open_flag_names, open_flags};
+use handler_sdk::gopath;
+use handler_sdk::model::{Oid, Process, RecordKind, op_flags, open_flag_names, open_flags};
 
-use crate::gopath;
 use crate::jw;
 use crate::view::View;
 
@@ -85,13 +85,12 @@ pub struct Extensions {
     pub on: bool,
 }
 
-/// Appends the JSON object of `v` (no newline) to `out`.
-pub fn encode(out: &mut Vec<u8>, v: &View<'_>) {
-    encode_with(out, v, Extensions::default());
-}
-
-/// [`encode`], with the [`Extensions`] asked for.
-pub fn encode_with(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
+/// Appends the JSON object of `v` (no newline) to `out`, with the [`Extensions`] asked for.
+///
+/// The sections that depend on the process OID only (`container`, `pod`, `pproc`, `proc` but
+/// its `tid`) are copied from `cache` when it has them for this process and epoch: the same
+/// bytes, encoded once per process instead of once per record.
+pub fn encode(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions, cache: &mut SectionCache) {
     out.extend_from_slice(b"{\"version\":5,\"endts\":");
     jw::int(out, v.endts);
     out.extend_from_slice(b",\"opflags\":");
@@ -114,7 +113,7 @@ pub fn encode_with(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
         out.push(b'}');
         meta_node(out, v, ext);
     } else {
-        sections(out, v, ext);
+        sections(out, v, ext, cache);
     }
     if !v.policies.is_empty() {
         out.extend_from_slice(b",\"policies\":[");
@@ -144,6 +143,68 @@ pub fn encode_with(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     out.push(b'}');
 }
 
+/// The encoded process-dependent sections of the processes seen in one
+/// [`EntityTables::epoch`](handler_sdk::EntityTables::epoch) (emptied when the epoch moves,
+/// when the [`Extensions`] change, or past [`SectionCache::MAX_BYTES`]).
+#[derive(Debug, Default)]
+pub struct SectionCache {
+    epoch: u64,
+    ext: Extensions,
+    /// Per process OID: where its three fragments start and end in `bytes`.
+    spans: foldhash::HashMap<Oid, [usize; 4]>,
+    bytes: Vec<u8>,
+    hits: u64,
+    misses: u64,
+}
+
+impl SectionCache {
+    /// The most bytes the cache holds before it starts again (a bound, not a target: one
+    /// process's fragments are a few KiB).
+    pub const MAX_BYTES: usize = 8 << 20;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// (records whose sections came from the cache, records that filled it).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    /// The `container` fragment, the `pod`..`pid` fragment and the fragment after `tid`, of
+    /// `v`'s process.
+    fn fragments(&mut self, v: &View<'_>, ext: Extensions) -> [&[u8]; 3] {
+        if self.epoch != v.epoch || self.ext != ext || self.bytes.len() > Self::MAX_BYTES {
+            self.epoch = v.epoch;
+            self.ext = ext;
+            self.spans.clear();
+            self.bytes.clear();
+        }
+        let s = match self.spans.get(&v.oid) {
+            Some(s) => {
+                self.hits += 1;
+                *s
+            }
+            None => {
+                self.misses += 1;
+                let b = &mut self.bytes;
+                let start = b.len();
+                container_section(b, v);
+                let container = b.len();
+                process_head(b, v, ext);
+                let head = b.len();
+                process_tail(b, v);
+                let s = [start, container, head, b.len()];
+                self.spans.insert(v.oid, s);
+                s
+            }
+        };
+        let b = &self.bytes;
+        [&b[s[0]..s[1]], &b[s[1]..s[2]], &b[s[2]..s[3]]]
+    }
+}
+
 /// `meta.filename` of the [`Extensions`]: written before `schema`, in key order.
 fn meta_filename(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) -> bool {
     if ext.on {
@@ -170,23 +231,10 @@ fn meta_node(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     out.push(b'}');
 }
 
-fn sections(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
-    if let Some(c) = v.container.filter(|c| !c.id.is_empty()) {
-        open_section(out, "container");
-        key(out, true, "id");
-        jw::string(out, &c.id);
-        key(out, false, "image");
-        jw::string(out, &c.image);
-        key(out, false, "imageid");
-        jw::string(out, &c.imageid);
-        key(out, false, "name");
-        jw::string(out, &c.name);
-        key(out, false, "privileged");
-        jw::int(out, i32::from(c.privileged));
-        key(out, false, "type");
-        jw::string(out, c.r#type.short_name());
-        out.push(b'}');
-    }
+fn sections(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions, cache: &mut SectionCache) {
+    // What depends on the process OID only comes from the cache (encoded there on a miss).
+    let [container, head, tail] = cache.fragments(v, ext);
+    out.extend_from_slice(container);
     if matches!(v.kind, RecordKind::FileFlow | RecordKind::FileEvent) {
         file_section(out, v);
     }
@@ -253,6 +301,37 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
         jw::int(out, t.cloned);
         out.push(b'}');
     }
+    out.extend_from_slice(head);
+    if v.kind != RecordKind::ProcessFlow {
+        key(out, false, "tid");
+        jw::int(out, v.tid);
+    }
+    out.extend_from_slice(tail);
+}
+
+/// The `container` section (when the process runs in one).
+fn container_section(out: &mut Vec<u8>, v: &View<'_>) {
+    if let Some(c) = v.container.filter(|c| !c.id.is_empty()) {
+        open_section(out, "container");
+        key(out, true, "id");
+        jw::string(out, &c.id);
+        key(out, false, "image");
+        jw::string(out, &c.image);
+        key(out, false, "imageid");
+        jw::string(out, &c.imageid);
+        key(out, false, "name");
+        jw::string(out, &c.name);
+        key(out, false, "privileged");
+        jw::int(out, i32::from(c.privileged));
+        key(out, false, "type");
+        jw::string(out, c.r#type.short_name());
+        out.push(b'}');
+    }
+}
+
+/// The `pod` and `pproc` sections and the `proc` section up to its `pid`: everything from
+/// `pod` to `tid`, which depends on the process OID and the tables only.
+fn process_head(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     if let Some(p) = v.pod.filter(|p| !p.id.is_empty()) {
         open_section(out, "pod");
         key(out, true, "hostip");
@@ -350,7 +429,7 @@ fn sections(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
         jw::string(out, p.map_or("", |p| p.user_name.as_str()));
         out.push(b'}');
     }
-    proc_section(out, v, ext);
+    proc_head(out, v, ext);
 }
 
 fn ip_array(out: &mut Vec<u8>, ips: &[i64]) {
@@ -366,13 +445,14 @@ fn ip_array(out: &mut Vec<u8>, ips: &[i64]) {
 
 fn file_section(out: &mut Vec<u8>, v: &View<'_>) {
     let raw = v.file.map_or("", |f| f.path.trim());
-    let (path, symlink) = gopath::parse_sym_path(raw);
+    let (mut symlink, mut new_symlink, mut buf) = (String::new(), String::new(), String::new());
+    let path = gopath::parse_sym_path(raw, &mut symlink);
     let new_raw = v.new_file.map_or("", |f| f.path.trim());
-    let (new_path, new_symlink) = gopath::parse_sym_path(new_raw);
+    let new_path = gopath::parse_sym_path(new_raw, &mut new_symlink);
     let flow = v.kind == RecordKind::FileFlow;
     open_section(out, "file");
     key(out, true, "directory");
-    jw::string(out, &gopath::dir(path));
+    jw::string(out, gopath::dir(path, &mut buf));
     key(out, false, "fd");
     jw::int(out, if flow { v.fd } else { 0 });
     key(out, false, "is_open_read");
@@ -382,7 +462,7 @@ fn file_section(out: &mut Vec<u8>, v: &View<'_>) {
     key(out, false, "name");
     jw::string(out, gopath::base(raw));
     key(out, false, "newdirectory");
-    jw::string(out, &gopath::dir(new_path));
+    jw::string(out, gopath::dir(new_path, &mut buf));
     key(out, false, "newname");
     jw::string(out, gopath::base(new_raw));
     key(out, false, "newoid");
@@ -420,10 +500,11 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn proc_section(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
+/// The `proc` section up to its `pid` (`tid` follows).
+fn proc_head(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     let p = v.process;
     open_section(out, "proc");
-    let chain = || p.into_iter().chain(v.ancestors.iter().copied());
+    let chain = || p.into_iter().chain(v.ancestors);
     key(out, true, "acmdline");
     out.push(b'[');
     for (i, a) in chain().enumerate() {
@@ -482,10 +563,11 @@ fn proc_section(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     jw::string(out, &oid_hash(v.pid(), v.createts()));
     key(out, false, "pid");
     jw::int(out, v.pid());
-    if v.kind != RecordKind::ProcessFlow {
-        key(out, false, "tid");
-        jw::int(out, v.tid);
-    }
+}
+
+/// The `proc` section after `tid`, closed.
+fn process_tail(out: &mut Vec<u8>, v: &View<'_>) {
+    let p = v.process;
     key(out, false, "tty");
     jw::boolean(out, p.is_some_and(|p| p.tty));
     key(out, false, "uid");
@@ -515,5 +597,95 @@ mod tests {
         assert_eq!(names, ["WRONLY"]);
         let names: Vec<_> = reference_open_flags(0).collect();
         assert_eq!(names, ["NONE"]);
+    }
+
+    fn process(hpid: i64, parent: Option<i64>, exe: &str) -> Process {
+        use handler_sdk::model::ObjectState;
+        Process {
+            state: ObjectState::Created,
+            oid: Oid {
+                create_ts: 100,
+                hpid,
+            },
+            poid: parent.map(|p| Oid {
+                create_ts: 100,
+                hpid: p,
+            }),
+            ts: 1,
+            exe: exe.into(),
+            exe_args: String::new(),
+            uid: 0,
+            user_name: "root".into(),
+            gid: 0,
+            group_name: "root".into(),
+            tty: false,
+            container_id: None,
+            entry: false,
+            cwd: String::new(),
+            env: vec![],
+        }
+    }
+
+    /// The record's JSON, through `cache`, parsed.
+    fn exported(
+        tables: &handler_sdk::EntityTables,
+        cache: &mut SectionCache,
+        tid: i64,
+    ) -> serde_json::Value {
+        use handler_sdk::model::{ProcessEvent, Record};
+        let e = ProcessEvent {
+            proc_oid: Oid {
+                create_ts: 100,
+                hpid: 2,
+            },
+            ts: 5,
+            tid,
+            op_flags: op_flags::EXEC,
+            args: vec![],
+            ret: 0,
+        };
+        let ctx = tables.context_for(9, &Record::ProcessEvent(e.clone()));
+        let mut out = Vec::new();
+        encode(
+            &mut out,
+            &View::process_event(&ctx, &e),
+            Extensions::default(),
+            cache,
+        );
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn cached_sections_follow_the_entities_they_were_encoded_from() {
+        use handler_sdk::model::Record;
+        let mut tables = handler_sdk::EntityTables::new();
+        let mut cache = SectionCache::new();
+        tables.store(Record::Process(process(1, None, "/sbin/init")));
+        tables.store(Record::Process(process(2, Some(1), "/bin/sh")));
+        let first = exported(&tables, &mut cache, 2);
+        assert_eq!(
+            first["proc"]["aexe"],
+            serde_json::json!(["/bin/sh", "/sbin/init"])
+        );
+        assert_eq!(first["pproc"]["exe"], "/sbin/init");
+        // Another record of the same process: copied, and only its own fields differ.
+        let again = exported(&tables, &mut cache, 3);
+        assert_eq!(again["proc"]["tid"], 3);
+        assert_eq!(again["proc"]["aexe"], first["proc"]["aexe"]);
+        assert_eq!(cache.counts(), (1, 1));
+        // The process execs: its own entry changes.
+        tables.store(Record::Process(process(2, Some(1), "/usr/bin/python")));
+        let exec = exported(&tables, &mut cache, 2);
+        assert_eq!(exec["proc"]["exe"], "/usr/bin/python");
+        assert_eq!(exec["proc"]["aname"], serde_json::json!(["python", "init"]));
+        // Its parent is written again: the child's lineage and pproc change with it.
+        tables.store(Record::Process(process(1, None, "/lib/systemd/systemd")));
+        let parent = exported(&tables, &mut cache, 2);
+        assert_eq!(
+            parent["proc"]["aexe"],
+            serde_json::json!(["/usr/bin/python", "/lib/systemd/systemd"])
+        );
+        assert_eq!(parent["pproc"]["name"], "systemd");
+        assert_eq!(cache.counts(), (1, 3));
     }
 }

@@ -9,7 +9,6 @@
 pub mod config;
 pub mod ecs;
 pub mod exporter;
-pub mod gopath;
 pub mod json;
 pub mod jw;
 pub mod transport;

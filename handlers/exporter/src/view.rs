@@ -1,12 +1,12 @@
 //! One flow or event with its context, in the terms of the reference's flat record
 //! (`sfgo.FlatRecord` as its flattener fills it): what both encoders read.
 
-use handler_sdk::Context;
 use handler_sdk::Policy;
 use handler_sdk::model::{
     Container, File, FileEvent, FileFlow, Foid, K8sEvent, NetworkEvent, NetworkFlow, Oid, Pod,
     Process, ProcessEvent, ProcessFlow, RecordKind, SfHeader,
 };
+use handler_sdk::{Ancestors, Context};
 
 /// Flow counters (`numRRecvOps`, `numWSendOps`, `numRRecvBytes`, `numWSendBytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,7 +76,11 @@ pub struct View<'a> {
     /// Its parent entity, when known.
     pub parent: Option<&'a Process>,
     /// Its ancestors, parent first.
-    pub ancestors: &'a [&'a Process],
+    pub ancestors: Ancestors<'a>,
+    /// The tables' [`EntityTables::epoch`](handler_sdk::EntityTables::epoch) when the view
+    /// was made: what depends on the process, its ancestors, container and pod is the same
+    /// for two views of one process OID with one epoch.
+    pub epoch: u64,
     /// The process's container and pod.
     pub container: Option<&'a Container>,
     /// The container's pod.
@@ -108,7 +112,7 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn base(ctx: &Context<'a>, kind: RecordKind, ancestors: &'a [&'a Process]) -> View<'a> {
+    fn base(ctx: &Context<'a>, kind: RecordKind) -> View<'a> {
         View {
             kind,
             ts: 0,
@@ -122,7 +126,8 @@ impl<'a> View<'a> {
             },
             process: ctx.process(),
             parent: ctx.parent(),
-            ancestors,
+            ancestors: ctx.ancestors(),
+            epoch: ctx.tables().epoch(),
             container: ctx.container(),
             pod: ctx.pod(),
             header: ctx.header(),
@@ -156,19 +161,19 @@ impl<'a> View<'a> {
     }
 
     /// A process event.
-    pub fn process_event(ctx: &Context<'a>, e: &ProcessEvent, anc: &'a [&'a Process]) -> Self {
+    pub fn process_event(ctx: &Context<'a>, e: &ProcessEvent) -> Self {
         View {
             ts: e.ts,
             tid: e.tid,
             op_flags: e.op_flags,
             ret: i64::from(e.ret),
             oid: e.proc_oid,
-            ..View::base(ctx, RecordKind::ProcessEvent, anc)
+            ..View::base(ctx, RecordKind::ProcessEvent)
         }
     }
 
     /// A process flow (an extension: the reference reader drops them).
-    pub fn process_flow(ctx: &Context<'a>, f: &ProcessFlow, anc: &'a [&'a Process]) -> Self {
+    pub fn process_flow(ctx: &Context<'a>, f: &ProcessFlow) -> Self {
         View {
             ts: f.ts,
             endts: f.end_ts,
@@ -179,12 +184,12 @@ impl<'a> View<'a> {
                 exited: f.num_threads_exited,
                 errors: f.num_clone_errors,
             }),
-            ..View::base(ctx, RecordKind::ProcessFlow, anc)
+            ..View::base(ctx, RecordKind::ProcessFlow)
         }
     }
 
     /// A file flow.
-    pub fn file_flow(ctx: &Context<'a>, f: &FileFlow, anc: &'a [&'a Process]) -> Self {
+    pub fn file_flow(ctx: &Context<'a>, f: &FileFlow) -> Self {
         View {
             ts: f.ts,
             endts: f.end_ts,
@@ -201,12 +206,12 @@ impl<'a> View<'a> {
                 rbytes: f.num_r_recv_bytes,
                 wbytes: f.num_w_send_bytes,
             },
-            ..View::base(ctx, RecordKind::FileFlow, anc)
+            ..View::base(ctx, RecordKind::FileFlow)
         }
     }
 
     /// A file event.
-    pub fn file_event(ctx: &Context<'a>, e: &FileEvent, anc: &'a [&'a Process]) -> Self {
+    pub fn file_event(ctx: &Context<'a>, e: &FileEvent) -> Self {
         View {
             ts: e.ts,
             tid: e.tid,
@@ -217,12 +222,12 @@ impl<'a> View<'a> {
             file: ctx.file(),
             new_file_oid: e.new_file_oid,
             new_file: ctx.new_file(),
-            ..View::base(ctx, RecordKind::FileEvent, anc)
+            ..View::base(ctx, RecordKind::FileEvent)
         }
     }
 
     /// A network flow.
-    pub fn network_flow(ctx: &Context<'a>, f: &NetworkFlow, anc: &'a [&'a Process]) -> Self {
+    pub fn network_flow(ctx: &Context<'a>, f: &NetworkFlow) -> Self {
         View {
             ts: f.ts,
             endts: f.end_ts,
@@ -243,12 +248,12 @@ impl<'a> View<'a> {
                 dport: f.dport,
                 proto: f.proto,
             }),
-            ..View::base(ctx, RecordKind::NetworkFlow, anc)
+            ..View::base(ctx, RecordKind::NetworkFlow)
         }
     }
 
     /// A network event (an extension: the reference reader drops them); `ret` is given.
-    pub fn network_event(ctx: &Context<'a>, e: &NetworkEvent, anc: &'a [&'a Process]) -> Self {
+    pub fn network_event(ctx: &Context<'a>, e: &NetworkEvent) -> Self {
         View {
             ts: e.ts,
             tid: e.tid,
@@ -262,12 +267,12 @@ impl<'a> View<'a> {
                 dport: e.dport,
                 proto: e.proto,
             }),
-            ..View::base(ctx, RecordKind::NetworkEvent, anc)
+            ..View::base(ctx, RecordKind::NetworkEvent)
         }
     }
 
     /// A Kubernetes event: `endts` is its `ts`.
-    pub fn k8s_event(ctx: &Context<'a>, e: &'a K8sEvent, anc: &'a [&'a Process]) -> Self {
+    pub fn k8s_event(ctx: &Context<'a>, e: &'a K8sEvent) -> Self {
         View {
             ts: e.ts,
             endts: e.ts,
@@ -276,7 +281,7 @@ impl<'a> View<'a> {
             parent: None,
             container: None,
             pod: None,
-            ..View::base(ctx, RecordKind::K8sEvent, anc)
+            ..View::base(ctx, RecordKind::K8sEvent)
         }
     }
 }

@@ -25,13 +25,13 @@
 use std::fmt::Write;
 
 use handler_sdk::Context;
+use handler_sdk::gopath as paths;
 use handler_sdk::model::{
     File, FileEvent, FileFlow, K8sEvent, NetworkEvent, NetworkFlow, Oid, Process, ProcessEvent,
     ProcessFlow, RecordKind, op_flags,
 };
 
 use crate::ancestry::{Lineage, ProcView};
-use crate::paths;
 
 /// How an attribute's value is typed, which decides how it compares (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,4 +24,3 @@ pub mod ir;
 pub mod jsonpath;
 pub mod lexer;
 pub mod parser;
-pub mod paths;

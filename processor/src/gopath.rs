@@ -1,7 +1,12 @@
-//! Path helpers with the semantics of Go's `path/filepath` (Unix), which the reference's
-//! attribute mappers use: `filepath.Base` for names (`sf.proc.name`, `fd.name`),
-//! `filepath.Dir` for directories (`sf.file.directory`), and the reference's parsing of
-//! socket paths (`sf.file.path`, `sf.file.symlink`).
+//! Go's `path/filepath` functions (Unix) as the reference processor applies them to SysFlow
+//! paths, and its parsing of the collector's socket paths: the attribute mappers of its policy
+//! engine (`filepath.Base` for `sf.proc.name` and `fd.name`, `filepath.Dir` for
+//! `sf.file.directory`) and its exporter's flat record (`flatrecord.parseSymPath`). The
+//! reference's output is defined by them, quirks included: an empty path has the name and the
+//! directory `"."`.
+//!
+//! Nothing here allocates for a path that is already clean; the rest writes into a buffer
+//! the caller keeps.
 
 /// Go's `filepath.Base`: the last element, trailing slashes removed; `"."` for an empty path,
 /// `"/"` for a path of slashes only. Borrows from `path`.
@@ -122,7 +127,7 @@ pub fn parse_sym_path<'a>(orig: &'a str, link: &mut String) -> &'a str {
             && let Some((dst, tail)) = hex_prefix(after)
         {
             // `%s` skips spaces, then takes the next word.
-            let tail = tail.trim_start_matches([' ', '\t', '\n', '\r']);
+            let tail = tail.trim_start_matches([' ', '\t']);
             let word_end = tail.find([' ', '\t', '\n', '\r']).unwrap_or(tail.len());
             if word_end == 0 {
                 return orig;
@@ -135,10 +140,10 @@ pub fn parse_sym_path<'a>(orig: &'a str, link: &mut String) -> &'a str {
     orig
 }
 
-/// A hexadecimal number at the start of `s` (Go's `%x` into a `uint64`: leading spaces
-/// skipped, overflow is an error).
+/// A hexadecimal number at the start of `s` (Go's `%x` into a `uint64`: leading blanks
+/// skipped, not newlines, as `Sscanf` does; overflow is an error).
 fn hex_prefix(s: &str) -> Option<(u64, &str)> {
-    let s = s.trim_start_matches([' ', '\t', '\n', '\r']);
+    let s = s.trim_start_matches([' ', '\t']);
     let n = s.bytes().take_while(u8::is_ascii_hexdigit).count();
     if n == 0 {
         return None;
@@ -208,5 +213,52 @@ mod tests {
         let s = "ffff9ce02054c800-\\u003effff9ce02054c000 /sock/sysflow.sock";
         assert_eq!(parse_sym_path(s, &mut link), s);
         assert_eq!(link, "");
+    }
+
+    #[test]
+    fn base_and_dir_of_the_exporters_cases() {
+        for (path, b, d) in [
+            ("/tmp/a.txt", "a.txt", "/tmp"),
+            ("./testing_dir", "testing_dir", "."),
+            ("a", "a", "."),
+            ("/a", "a", "/"),
+            ("/", "/", "/"),
+            ("a/b/", "b", "a/b"),
+            ("", ".", "."),
+            ("/a/b/../c", "c", "/a"),
+            ("//x//y", "y", "/x"),
+        ] {
+            let mut buf = String::new();
+            assert_eq!(base(path), b, "Base({path:?})");
+            assert_eq!(dir(path, &mut buf), d, "Dir({path:?})");
+        }
+        let mut buf = String::new();
+        clean_into("../../a/./b/..", &mut buf);
+        assert_eq!(buf, "../../a");
+        clean_into("/../a", &mut buf);
+        assert_eq!(buf, "/a");
+    }
+
+    #[test]
+    fn socket_paths_split_as_sscanf_scans_them() {
+        let mut link = String::new();
+        assert_eq!(parse_sym_path("00ab->0c /x y", &mut link), "/x");
+        assert_eq!(link, "ab->c", "leading zeros go, the path stops at a blank");
+        assert_eq!(
+            parse_sym_path("ab->cd", &mut link),
+            "ab->cd",
+            "no word after"
+        );
+        assert_eq!(link, "");
+        assert_eq!(
+            parse_sym_path("1ffffffffffffffff->1 /p", &mut link),
+            "1ffffffffffffffff->1 /p",
+            "more than 64 bits"
+        );
+        assert_eq!(
+            parse_sym_path("ab->cd\n/p", &mut link),
+            "ab->cd\n/p",
+            "Sscanf does not skip a newline"
+        );
     }
 }
