@@ -266,6 +266,35 @@ fields! {
     TraceName = Str, Context, ["sf.meta.tracename"];
 }
 
+impl Field {
+    /// Whether the field has one value for every record of type `kind` whose process
+    /// reference resolves to the same process, in one entity-table epoch (see
+    /// `EntityTables::epoch`): the record type, fields records of `kind` do not have, and
+    /// what the context gives but the files (the process and its lineage, container, pod,
+    /// header).
+    pub fn per_process(self, kind: RecordKind) -> bool {
+        use Field::*;
+        match self.source() {
+            Source::Kind => true,
+            Source::Event => !self.applies(kind),
+            Source::Context => !matches!(
+                self,
+                FileName
+                    | FilePath
+                    | FileSymlink
+                    | FileOid
+                    | FileDirectory
+                    | FileType
+                    | NewName
+                    | NewPath
+                    | NewSymlink
+                    | NewOid
+                    | NewDirectory
+            ),
+        }
+    }
+}
+
 /// The field named `name`, if the reference has a mapper for it.
 pub fn lookup(name: &str) -> Option<Field> {
     Field::NAMES

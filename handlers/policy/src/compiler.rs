@@ -125,6 +125,8 @@ pub struct KindProgram {
     pub rules: Box<[CompiledRule]>,
     /// Number of [`Test::Shared`] slots its conditions use.
     pub slots: usize,
+    /// Number of [`Node::PerProcess`] slots its conditions use.
+    pub process_slots: usize,
 }
 
 /// A rule compiled for one record type.
@@ -171,6 +173,14 @@ impl PolicySet {
             return true;
         };
         sc.next_record(p.slots);
+        if p.process_slots > 0 {
+            sc.next_process(
+                rec.ctx.process().map(|p| p.oid),
+                rec.kind,
+                rec.ctx.tables().epoch(),
+                p.process_slots,
+            );
+        }
         if p.filters.iter().any(|f| f.eval(rec, sc)) {
             return false;
         }
@@ -631,7 +641,12 @@ pub fn compile_sources(
         rules,
         programs: programs
             .into_iter()
-            .map(|(mut f, mut r)| {
+            .zip(crate::attrs::KINDS)
+            .map(|((mut f, mut r), kind)| {
+                let process_slots = crate::ir::per_process_conditions(
+                    f.iter_mut().chain(r.iter_mut().map(|(_, n)| n)).collect(),
+                    kind,
+                );
                 let slots = crate::ir::share_tests(
                     f.iter_mut().chain(r.iter_mut().map(|(_, n)| n)).collect(),
                 );
@@ -647,6 +662,7 @@ pub fn compile_sources(
                     filters: f.into(),
                     rules,
                     slots,
+                    process_slots,
                 }
             })
             .collect(),

@@ -261,6 +261,8 @@ impl PolicyHandler {
                 describe(&set)
             );
             self.set = Some(set);
+            // Per-process outcomes belong to the program they were evaluated with.
+            self.scratch = Scratch::new();
             self.counters.reloads += 1;
         }
     }

@@ -9,6 +9,7 @@
 //! into reused buffers: evaluating allocates nothing once the buffers have grown.
 
 use aho_corasick::AhoCorasick;
+use handler_sdk::model::{Oid, RecordKind};
 use rustc_hash::FxHashSet;
 
 use crate::attrs::{Field, NAMED_OP_FLAGS, Rec};
@@ -289,6 +290,15 @@ pub enum Node {
     },
     /// A test.
     Test(Box<Test>),
+    /// A condition on the record's process, ancestors, container, pod, header and record
+    /// type only ([`Node::per_process`]): evaluated once per process and entity-table epoch,
+    /// its outcome kept in the [`Scratch`] under `slot` ([`Scratch::next_process`]).
+    PerProcess {
+        /// Index among the program's per-process slots.
+        slot: u32,
+        /// The condition.
+        node: Box<Node>,
+    },
 }
 
 /// Reused buffers of an evaluation, and the outcomes of [`Test::Shared`] tests for the
@@ -303,12 +313,48 @@ pub struct Scratch {
     record: u32,
     /// Per slot: the record number its outcome is of, and the outcome.
     shared: Vec<(u32, bool)>,
+    /// The entity-table epoch the per-process outcomes are of.
+    memo_epoch: u64,
+    /// Per (process, record type): where its per-process outcomes start in `memo_outcomes`.
+    memo: rustc_hash::FxHashMap<(Option<Oid>, RecordKind), usize>,
+    /// Per-process outcomes: 0 not known yet, 1 false, 2 true.
+    memo_outcomes: Vec<u8>,
+    /// Where the current record's process's outcomes start.
+    memo_base: usize,
 }
 
 impl Scratch {
+    /// The most per-process outcomes kept before they are all forgotten (a bound on memory,
+    /// reached only by streams with very many processes in one epoch).
+    pub const MAX_PER_PROCESS_OUTCOMES: usize = 4 << 20;
+
     /// Empty buffers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Selects the per-process outcomes ([`Node::PerProcess`]) of `process` (the record's
+    /// resolved process, `None` when the tables do not know it) for records of type `kind`,
+    /// with `slots` of them, in entity-table `epoch`: a new epoch forgets every outcome.
+    /// The outcomes belong to one compiled program: a new program needs a new `Scratch`.
+    pub fn next_process(
+        &mut self,
+        process: Option<Oid>,
+        kind: RecordKind,
+        epoch: u64,
+        slots: usize,
+    ) {
+        if self.memo_epoch != epoch || self.memo_outcomes.len() > Self::MAX_PER_PROCESS_OUTCOMES {
+            self.memo_epoch = epoch;
+            self.memo.clear();
+            self.memo_outcomes.clear();
+        }
+        let outcomes = &mut self.memo_outcomes;
+        self.memo_base = *self.memo.entry((process, kind)).or_insert_with(|| {
+            let base = outcomes.len();
+            outcomes.resize(base + slots, 0);
+            base
+        });
     }
 
     /// Starts the evaluation of a record whose program has `slots` shared tests: outcomes
@@ -369,6 +415,42 @@ impl Node {
                 flags & mask != 0 || (*none && flags & NAMED_OP_FLAGS == 0)
             }
             Node::Test(t) => t.eval(rec, sc),
+            Node::PerProcess { slot, node } => {
+                let i = sc.memo_base + *slot as usize;
+                match sc.memo_outcomes[i] {
+                    1 => false,
+                    2 => true,
+                    _ => {
+                        let outcome = node.eval(rec, sc);
+                        sc.memo_outcomes[i] = 1 + u8::from(outcome);
+                        outcome
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the condition's outcome is the same for every record of type `kind` whose
+    /// process reference resolves to the same process in one entity-table epoch: every test
+    /// reads only attributes that [`Field::per_process`] says so of.
+    pub fn per_process(&self, kind: RecordKind) -> bool {
+        match self {
+            Node::Const(_) => true,
+            Node::And(v) | Node::Or(v) => v.iter().all(|n| n.per_process(kind)),
+            Node::Not(n) => n.per_process(kind),
+            Node::Flags { .. } => false,
+            Node::Test(t) => t.per_process(kind),
+            Node::PerProcess { .. } => true,
+        }
+    }
+
+    /// Whether the condition reads a string attribute (what a per-process outcome saves).
+    fn reads_strings(&self) -> bool {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().any(Node::reads_strings),
+            Node::Not(n) => n.reads_strings(),
+            Node::Test(t) => t.worth_sharing(),
+            Node::Const(_) | Node::Flags { .. } | Node::PerProcess { .. } => false,
         }
     }
 
@@ -388,6 +470,7 @@ impl Node {
                 .iter()
                 .map(Node::required_op_flags)
                 .try_fold(0, |acc, m| m.map(|m| acc | m)),
+            Node::PerProcess { node, .. } => node.required_op_flags(),
             _ => None,
         }
     }
@@ -399,6 +482,7 @@ impl Node {
             Node::And(v) | Node::Or(v) => v.iter().map(Node::size).sum(),
             Node::Not(n) => n.size(),
             Node::Test(_) | Node::Flags { .. } => 1,
+            Node::PerProcess { node, .. } => node.size(),
         }
     }
 }
@@ -453,6 +537,28 @@ impl Test {
         }
     }
 
+    /// See [`Node::per_process`].
+    fn per_process(&self, kind: RecordKind) -> bool {
+        let str_op = |o: &StrOperand| match o {
+            StrOperand::Lit(_) => true,
+            StrOperand::Field(f) | StrOperand::Path(f, _) => f.per_process(kind),
+        };
+        let int_op = |o: &IntOperand| match o {
+            IntOperand::Lit(_) => true,
+            IntOperand::Field(f) => f.per_process(kind),
+        };
+        match self {
+            Test::Match(o, _) => str_op(o),
+            Test::Dyn(a, _, b) => str_op(a) && str_op(b),
+            Test::Int(a, _, b) => int_op(a) && int_op(b),
+            Test::IntIn(f, _) | Test::Exists(f) | Test::Bool { field: f, .. } => {
+                f.per_process(kind)
+            }
+            Test::OpenFlags { .. } => false,
+            Test::Shared { test, .. } => test.per_process(kind),
+        }
+    }
+
     /// Whether evaluating the test costs more than remembering its outcome: it reads a
     /// string attribute.
     fn worth_sharing(&self) -> bool {
@@ -469,7 +575,7 @@ pub fn share_tests(mut nodes: Vec<&mut Node>) -> usize {
     fn visit(n: &mut Node, f: &mut impl FnMut(&mut Box<Test>)) {
         match n {
             Node::And(v) | Node::Or(v) => v.iter_mut().for_each(|c| visit(c, f)),
-            Node::Not(c) => visit(c, f),
+            Node::Not(c) | Node::PerProcess { node: c, .. } => visit(c, f),
             Node::Test(t) => f(t),
             Node::Const(_) | Node::Flags { .. } => {}
         }
@@ -509,4 +615,34 @@ pub fn share_tests(mut nodes: Vec<&mut Node>) -> usize {
 pub(crate) fn operand_value(rec: &Rec<'_>, o: &StrOperand, sc: &mut Scratch) -> String {
     let Scratch { a, path, .. } = sc;
     operand(rec, o, a, path).to_owned()
+}
+
+/// Makes every largest sub-condition of `nodes` (the filters and rules of records of type
+/// `kind`) that depends on the process only ([`Node::per_process`]) and reads a string
+/// attribute a [`Node::PerProcess`] one, so that it is evaluated once per process and epoch
+/// instead of once per record. Equal sub-conditions (same compiled form) share a slot.
+/// Returns the number of slots (for [`Scratch::next_process`]).
+pub fn per_process_conditions(nodes: Vec<&mut Node>, kind: RecordKind) -> usize {
+    fn visit(n: &mut Node, kind: RecordKind, slots: &mut rustc_hash::FxHashMap<String, u32>) {
+        if !matches!(n, Node::PerProcess { .. }) && n.per_process(kind) && n.reads_strings() {
+            let next = slots.len() as u32;
+            let slot = *slots.entry(format!("{n:?}")).or_insert(next);
+            let node = std::mem::replace(n, Node::Const(false));
+            *n = Node::PerProcess {
+                slot,
+                node: Box::new(node),
+            };
+            return;
+        }
+        match n {
+            Node::And(v) | Node::Or(v) => v.iter_mut().for_each(|c| visit(c, kind, slots)),
+            Node::Not(c) => visit(c, kind, slots),
+            Node::Const(_) | Node::Flags { .. } | Node::Test(_) | Node::PerProcess { .. } => {}
+        }
+    }
+    let mut slots = Default::default();
+    for n in nodes {
+        visit(n, kind, &mut slots);
+    }
+    slots.len()
 }
