@@ -231,8 +231,14 @@ fn gjson_string(doc: &serde_json::Value, path: &[&str]) -> String {
 }
 
 /// Appends the ECS document of `v` (no newline) to `out`; `agent_version` is
-/// `agent.version`.
-pub fn encode(out: &mut Vec<u8>, v: &View<'_>, agent_version: &str) {
+/// `agent.version`. What depends on the process only (`container`, `orchestrator`, `pod`,
+/// `service`, `process` but its thread id, `user`) is copied from `cache` when it has it.
+pub fn encode(
+    out: &mut Vec<u8>,
+    v: &View<'_>,
+    agent_version: &str,
+    cache: &mut crate::json::SectionCache,
+) {
     out.extend_from_slice(b"{\"@timestamp\":");
     iso(out, v.ts);
     out.extend_from_slice(b",\"agent\":{\"type\":\"SysFlow\",\"version\":");
@@ -255,67 +261,25 @@ pub fn encode(out: &mut Vec<u8>, v: &View<'_>, agent_version: &str) {
             &gjson_string(&msg, &["items", "0", "name"]),
         );
     } else {
-        container(out, v);
-        if let Some(p) = v.pod.filter(|p| !p.id.is_empty()) {
-            orchestrator(out, &p.namespace, "pod", &p.name);
-            out.extend_from_slice(b",\"pod\":{\"hostip\":");
-            ip_array(out, &p.host_ip);
-            key(out, false, "id");
-            jw::string(out, &p.id);
-            key(out, false, "internalip");
-            ip_array(out, &p.internal_ip);
-            key(out, false, "name");
-            jw::string(out, &p.name);
-            key(out, false, "namespace");
-            jw::string(out, &p.namespace);
-            key(out, false, "nodename");
-            jw::string(out, &p.node_name);
-            key(out, false, "restartcnt");
-            jw::int(out, p.restart_count);
-            key(out, false, "ts");
-            iso(out, p.ts);
-            out.push(b'}');
-            if !p.services.is_empty() {
-                out.extend_from_slice(b",\"service\":[");
-                for (i, s) in p.services.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"{\"clusterip\":");
-                    ip_array(out, &s.cluster_ip);
-                    key(out, false, "id");
-                    jw::string(out, &s.id);
-                    key(out, false, "name");
-                    jw::string(out, &s.name);
-                    key(out, false, "namespace");
-                    jw::string(out, &s.namespace);
-                    out.extend_from_slice(b",\"ports\":[");
-                    for (j, port) in s.port_list.iter().enumerate() {
-                        if j > 0 {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(b"{\"nodeport\":");
-                        jw::int(out, port.node_port);
-                        key(out, false, "port");
-                        jw::int(out, port.port);
-                        key(out, false, "proto");
-                        jw::string(out, &port.proto);
-                        key(out, false, "targetport");
-                        jw::int(out, port.target_port);
-                        out.push(b'}');
-                    }
-                    out.extend_from_slice(b"]}");
-                }
-                out.push(b']');
-            }
-        }
+        // What depends on the process only comes from the cache (encoded there on a miss).
+        let [orchestration, process_head, process_tail] = cache.fragments_with(v, 2, |b| {
+            container_and_pod(b, v);
+            let head = b.len();
+            process(b, v);
+            let tail = b.len();
+            b.extend_from_slice(b"}}");
+            user(b, v.process);
+            (head, tail)
+        });
+        out.extend_from_slice(orchestration);
         match v.kind {
             RecordKind::FileFlow | RecordKind::FileEvent => file(out, v),
             RecordKind::NetworkFlow | RecordKind::NetworkEvent => network(out, v),
             _ => {}
         }
-        process(out, v);
-        user(out, v.process);
+        out.extend_from_slice(process_head);
+        jw::int(out, v.tid);
+        out.extend_from_slice(process_tail);
     }
     let tags: Vec<&str> = v
         .policies
@@ -327,6 +291,65 @@ pub fn encode(out: &mut Vec<u8>, v: &View<'_>, agent_version: &str) {
         jw::str_array(out, tags);
     }
     out.push(b'}');
+}
+
+/// `container`, `orchestrator`, `pod` and `service`: what the process's container and pod
+/// give.
+fn container_and_pod(out: &mut Vec<u8>, v: &View<'_>) {
+    container(out, v);
+    if let Some(p) = v.pod.filter(|p| !p.id.is_empty()) {
+        orchestrator(out, &p.namespace, "pod", &p.name);
+        out.extend_from_slice(b",\"pod\":{\"hostip\":");
+        ip_array(out, &p.host_ip);
+        key(out, false, "id");
+        jw::string(out, &p.id);
+        key(out, false, "internalip");
+        ip_array(out, &p.internal_ip);
+        key(out, false, "name");
+        jw::string(out, &p.name);
+        key(out, false, "namespace");
+        jw::string(out, &p.namespace);
+        key(out, false, "nodename");
+        jw::string(out, &p.node_name);
+        key(out, false, "restartcnt");
+        jw::int(out, p.restart_count);
+        key(out, false, "ts");
+        iso(out, p.ts);
+        out.push(b'}');
+        if !p.services.is_empty() {
+            out.extend_from_slice(b",\"service\":[");
+            for (i, s) in p.services.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"clusterip\":");
+                ip_array(out, &s.cluster_ip);
+                key(out, false, "id");
+                jw::string(out, &s.id);
+                key(out, false, "name");
+                jw::string(out, &s.name);
+                key(out, false, "namespace");
+                jw::string(out, &s.namespace);
+                out.extend_from_slice(b",\"ports\":[");
+                for (j, port) in s.port_list.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"nodeport\":");
+                    jw::int(out, port.node_port);
+                    key(out, false, "port");
+                    jw::int(out, port.port);
+                    key(out, false, "proto");
+                    jw::string(out, &port.proto);
+                    key(out, false, "targetport");
+                    jw::int(out, port.target_port);
+                    out.push(b'}');
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.push(b']');
+        }
+    }
 }
 
 fn event(out: &mut Vec<u8>, v: &View<'_>) {
@@ -538,8 +561,6 @@ fn process(out: &mut Vec<u8>, v: &View<'_>) {
     key(out, false, "start");
     iso(out, v.createts());
     out.extend_from_slice(b",\"thread\":{\"id\":");
-    jw::int(out, v.tid);
-    out.extend_from_slice(b"}}");
 }
 
 fn user(out: &mut Vec<u8>, p: Option<&Process>) {

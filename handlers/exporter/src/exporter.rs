@@ -134,7 +134,7 @@ impl Exporter {
                 },
                 &mut self.sections,
             ),
-            Format::Ecs => ecs::encode(buf, view, &settings.version),
+            Format::Ecs => ecs::encode(buf, view, &settings.version, &mut self.sections),
         }
         if settings.seq && buf.last() == Some(&b'}') {
             // The record's sequence number, last (an extension of both layouts).

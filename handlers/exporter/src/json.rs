@@ -144,12 +144,13 @@ pub fn encode(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions, cache: &mut Sect
 }
 
 /// The encoded process-dependent sections of the processes seen in one
-/// [`EntityTables::epoch`](handler_sdk::EntityTables::epoch) (emptied when the epoch moves,
-/// when the [`Extensions`] change, or past [`SectionCache::MAX_BYTES`]).
+/// [`EntityTables::epoch`](handler_sdk::EntityTables::epoch), for the JSON layout and the ECS
+/// one (`crate::ecs::encode`): emptied when the epoch moves, when the layout or the
+/// [`Extensions`] change, or past [`SectionCache::MAX_BYTES`].
 #[derive(Debug, Default)]
 pub struct SectionCache {
     epoch: u64,
-    ext: Extensions,
+    variant: u8,
     /// Per process OID: where its three fragments start and end in `bytes`.
     spans: foldhash::HashMap<Oid, [usize; 4]>,
     bytes: Vec<u8>,
@@ -175,9 +176,28 @@ impl SectionCache {
     /// The `container` fragment, the `pod`..`pid` fragment and the fragment after `tid`, of
     /// `v`'s process.
     fn fragments(&mut self, v: &View<'_>, ext: Extensions) -> [&[u8]; 3] {
-        if self.epoch != v.epoch || self.ext != ext || self.bytes.len() > Self::MAX_BYTES {
+        self.fragments_with(v, u8::from(ext.on), |b| {
+            container_section(b, v);
+            let container = b.len();
+            process_head(b, v, ext);
+            let head = b.len();
+            process_tail(b, v);
+            (container, head)
+        })
+    }
+
+    /// The three fragments of `v`'s process in layout `variant` (one per format and
+    /// extension setting; a new variant empties the cache), `encode` writing them on a miss
+    /// and returning where the second and the third start.
+    pub(crate) fn fragments_with(
+        &mut self,
+        v: &View<'_>,
+        variant: u8,
+        encode: impl FnOnce(&mut Vec<u8>) -> (usize, usize),
+    ) -> [&[u8]; 3] {
+        if self.epoch != v.epoch || self.variant != variant || self.bytes.len() > Self::MAX_BYTES {
             self.epoch = v.epoch;
-            self.ext = ext;
+            self.variant = variant;
             self.spans.clear();
             self.bytes.clear();
         }
@@ -188,14 +208,9 @@ impl SectionCache {
             }
             None => {
                 self.misses += 1;
-                let b = &mut self.bytes;
-                let start = b.len();
-                container_section(b, v);
-                let container = b.len();
-                process_head(b, v, ext);
-                let head = b.len();
-                process_tail(b, v);
-                let s = [start, container, head, b.len()];
+                let start = self.bytes.len();
+                let (second, third) = encode(&mut self.bytes);
+                let s = [start, second, third, self.bytes.len()];
                 self.spans.insert(v.oid, s);
                 s
             }
@@ -687,5 +702,31 @@ mod tests {
         );
         assert_eq!(parent["pproc"]["name"], "systemd");
         assert_eq!(cache.counts(), (1, 3));
+        // The ECS layout through the same cache: its own fragments, the same entities.
+        let e = handler_sdk::model::ProcessEvent {
+            proc_oid: Oid {
+                create_ts: 100,
+                hpid: 2,
+            },
+            ts: 5,
+            tid: 7,
+            op_flags: op_flags::EXEC,
+            args: vec![],
+            ret: 0,
+        };
+        let rec = handler_sdk::model::Record::ProcessEvent(e.clone());
+        let ctx = tables.context_for(10, &rec);
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            crate::ecs::encode(&mut out, &View::process_event(&ctx, &e), "v", &mut cache);
+            let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(doc["process"]["executable"], "/usr/bin/python");
+            assert_eq!(
+                doc["process"]["parent"]["executable"],
+                "/lib/systemd/systemd"
+            );
+            assert_eq!(doc["process"]["thread"]["id"], 7);
+        }
+        assert_eq!(cache.counts(), (2, 4), "one ECS miss, then a hit");
     }
 }
