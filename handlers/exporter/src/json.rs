@@ -729,4 +729,51 @@ mod tests {
         }
         assert_eq!(cache.counts(), (2, 4), "one ECS miss, then a hit");
     }
+
+    #[test]
+    fn a_full_cache_starts_again_and_still_gives_each_process_its_own_sections() {
+        use handler_sdk::model::Record;
+        let mut tables = handler_sdk::EntityTables::new();
+        let mut cache = SectionCache::new();
+        // Executables of 64 KiB, written six times in a process's fragments (acmdline, aexe,
+        // aname, cmdline, exe, name): about 22 processes fill the cache.
+        let long = |i: i64| format!("/x{i}/{}", "a".repeat(64 << 10));
+        for i in 2..300 {
+            tables.store(Record::Process(process(i, None, &long(i))));
+        }
+        for round in 0..2 {
+            for i in 2..300 {
+                let e = handler_sdk::model::ProcessEvent {
+                    proc_oid: Oid {
+                        create_ts: 100,
+                        hpid: i,
+                    },
+                    ts: 5,
+                    tid: i,
+                    op_flags: op_flags::EXEC,
+                    args: vec![],
+                    ret: 0,
+                };
+                let ctx = tables.context_for(9, &Record::ProcessEvent(e.clone()));
+                let mut out = Vec::new();
+                encode(
+                    &mut out,
+                    &View::process_event(&ctx, &e),
+                    Extensions::default(),
+                    &mut cache,
+                );
+                let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(doc["proc"]["exe"], long(i), "round {round}, pid {i}");
+                assert_eq!(doc["proc"]["pid"], i);
+                // At most one process's fragments past the bound.
+                assert!(cache.bytes.len() <= SectionCache::MAX_BYTES + 8 * (65 << 10));
+            }
+        }
+        let (hits, misses) = cache.counts();
+        assert_eq!(hits + misses, 2 * 298);
+        assert!(
+            misses > 298,
+            "the cache started again at least once: {misses} misses"
+        );
+    }
 }
