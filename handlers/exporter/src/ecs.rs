@@ -540,7 +540,7 @@ fn process(out: &mut Vec<u8>, v: &View<'_>) {
     jw::string(out, exe);
     key(out, false, "name");
     jw::string(out, gopath::base(exe));
-    let parent: Option<&Process> = v.parent;
+    let parent: Option<&Process> = v.parent();
     let poid = v.poid();
     let pexe = parent.map_or("", |p| p.exe.as_str());
     out.extend_from_slice(b",\"parent\":{\"args\":");

@@ -404,7 +404,7 @@ fn process_head(out: &mut Vec<u8>, v: &View<'_>, ext: Extensions) {
     }
     if let Some(poid) = v.poid().filter(|o| o.hpid != 0) {
         open_section(out, "pproc");
-        let p = v.parent;
+        let p = v.parent();
         key(out, true, "args");
         jw::string(out, p.map_or("", |p| p.exe_args.as_str()));
         key(out, false, "cmdline");
@@ -641,24 +641,29 @@ mod tests {
         }
     }
 
-    /// The record's JSON, through `cache`, parsed.
-    fn exported(
-        tables: &handler_sdk::EntityTables,
-        cache: &mut SectionCache,
-        tid: i64,
-    ) -> serde_json::Value {
-        use handler_sdk::model::{ProcessEvent, Record};
-        let e = ProcessEvent {
+    /// An exec of process `hpid` (created at 100) by thread `tid`.
+    fn exec_event(hpid: i64, tid: i64) -> handler_sdk::model::ProcessEvent {
+        handler_sdk::model::ProcessEvent {
             proc_oid: Oid {
                 create_ts: 100,
-                hpid: 2,
+                hpid,
             },
             ts: 5,
             tid,
             op_flags: op_flags::EXEC,
             args: vec![],
             ret: 0,
-        };
+        }
+    }
+
+    /// The record's JSON, through `cache`, parsed.
+    fn exported(
+        tables: &handler_sdk::EntityTables,
+        cache: &mut SectionCache,
+        tid: i64,
+    ) -> serde_json::Value {
+        use handler_sdk::model::Record;
+        let e = exec_event(2, tid);
         let ctx = tables.context_for(9, &Record::ProcessEvent(e.clone()));
         let mut out = Vec::new();
         encode(
@@ -703,17 +708,7 @@ mod tests {
         assert_eq!(parent["pproc"]["name"], "systemd");
         assert_eq!(cache.counts(), (1, 3));
         // The ECS layout through the same cache: its own fragments, the same entities.
-        let e = handler_sdk::model::ProcessEvent {
-            proc_oid: Oid {
-                create_ts: 100,
-                hpid: 2,
-            },
-            ts: 5,
-            tid: 7,
-            op_flags: op_flags::EXEC,
-            args: vec![],
-            ret: 0,
-        };
+        let e = exec_event(2, 7);
         let rec = handler_sdk::model::Record::ProcessEvent(e.clone());
         let ctx = tables.context_for(10, &rec);
         for _ in 0..2 {
@@ -743,17 +738,7 @@ mod tests {
         }
         for round in 0..2 {
             for i in 2..300 {
-                let e = handler_sdk::model::ProcessEvent {
-                    proc_oid: Oid {
-                        create_ts: 100,
-                        hpid: i,
-                    },
-                    ts: 5,
-                    tid: i,
-                    op_flags: op_flags::EXEC,
-                    args: vec![],
-                    ret: 0,
-                };
+                let e = exec_event(i, i);
                 let ctx = tables.context_for(9, &Record::ProcessEvent(e.clone()));
                 let mut out = Vec::new();
                 encode(

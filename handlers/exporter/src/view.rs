@@ -73,8 +73,6 @@ pub struct View<'a> {
     pub oid: Oid,
     /// The process entity, when known.
     pub process: Option<&'a Process>,
-    /// Its parent entity, when known.
-    pub parent: Option<&'a Process>,
     /// Its ancestors, parent first.
     pub ancestors: Ancestors<'a>,
     /// The tables' [`EntityTables::epoch`](handler_sdk::EntityTables::epoch) when the view
@@ -125,7 +123,6 @@ impl<'a> View<'a> {
                 hpid: 0,
             },
             process: ctx.process(),
-            parent: ctx.parent(),
             ancestors: ctx.ancestors(),
             epoch: ctx.tables().epoch(),
             container: ctx.container(),
@@ -153,6 +150,13 @@ impl<'a> View<'a> {
     /// The process creation time written: the entity's, else the record's OID.
     pub fn createts(&self) -> i64 {
         self.process.map_or(self.oid.create_ts, |p| p.oid.create_ts)
+    }
+
+    /// The parent entity, when known: the first of the [`ancestors`](View::ancestors), looked
+    /// up only by what needs it (the per-process sections, encoded once per process).
+    pub fn parent(&self) -> Option<&'a Process> {
+        let mut ancestors = self.ancestors;
+        ancestors.next()
     }
 
     /// The parent's OID as the process entity names it.
@@ -278,7 +282,6 @@ impl<'a> View<'a> {
             endts: e.ts,
             k8s: Some(e),
             process: None,
-            parent: None,
             container: None,
             pod: None,
             ..View::base(ctx, RecordKind::K8sEvent)
