@@ -38,7 +38,10 @@ fn one_handler_killed_fifty_times_loses_nothing_and_disturbs_nobody() {
         }
         block
     };
-    let victim_settings = json!({"restart_limit": 1000, "restart_window_s": 1, "backoff_initial_ms": 1, "backoff_max_ms": 20});
+    // Random kills can land on one record three times in a row (seen in CI: record 33001 of
+    // seed 1796303660536132681), which the poison-record rule rightly dead-letters; this test
+    // is about losing nothing, so that rule is out of its way.
+    let victim_settings = json!({"restart_limit": 1000, "restart_window_s": 1, "backoff_initial_ms": 1, "backoff_max_ms": 20, "poison_after": 1000000});
     let pipeline = write_blocks(
         dir.path(),
         &[
